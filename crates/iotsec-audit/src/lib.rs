@@ -1,0 +1,1 @@
+//! iotsec-audit: (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! iotsec-broker: (skeleton; filled in by its issue).

@@ -1,0 +1,8 @@
+//! One module per `iotsec` subcommand.
+
+pub mod broker;
+pub mod fw;
+pub mod msg;
+pub mod pki;
+pub mod scan;
+pub mod up;

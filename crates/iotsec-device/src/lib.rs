@@ -1,0 +1,1 @@
+//! iotsec-device: (skeleton; filled in by its issue).

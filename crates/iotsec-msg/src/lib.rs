@@ -1,0 +1,1 @@
+//! iotsec-msg: (skeleton; filled in by its issue).

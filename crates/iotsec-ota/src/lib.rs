@@ -1,0 +1,1 @@
+//! iotsec-ota: (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! iotsec-pki: (skeleton; filled in by its issue).

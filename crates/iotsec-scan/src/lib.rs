@@ -1,0 +1,1 @@
+//! iotsec-scan: (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! iotsec-server: (skeleton; filled in by its issue).

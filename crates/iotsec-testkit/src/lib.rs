@@ -1,0 +1,1 @@
+//! iotsec-testkit: (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! iotsec-tls: (skeleton; filled in by its issue).
