@@ -1,0 +1,232 @@
+//! v1: the reference format, byte for byte.
+//!
+//! ```text
+//! body = json.dumps(payload_dict, sort_keys=True).encode()
+//! sig  = hmac.new(SECRET_KEY, body, hashlib.sha256).hexdigest()
+//! payload_dict['sig'] = sig;  message = json.dumps(payload_dict)
+//! verify: d = json.loads(msg); s = d.pop('sig');
+//!         hmac.compare_digest(s, hmac(json.dumps(d, sort_keys=True))) -> d, else None
+//! ```
+//!
+//! Verification checks, in order: size limit, JSON syntax and depth (`json.loads`), object,
+//! `sig` present (the last `sig` wins, escaped spellings such as `"\u0073ig"` included), `sig`
+//! a string of exactly 64 lowercase hex digits (anything else can never equal `hexdigest()`),
+//! then the HMAC, compared in constant time.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::error::Error;
+use crate::json::{Codec, Doc, Limits};
+use crate::key::MsgKey;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// What `prepare` found out about a message whose syntax and `sig` are in order.
+pub(crate) struct Prepared {
+    /// The top-level members on the codec's member stack.
+    pub(crate) members: Range<usize>,
+    /// The decoded `sig`.
+    pub(crate) sig: [u8; 32],
+}
+
+/// Object, `sig` present and well-formed; leaves the canonical bytes of the object without
+/// `sig` in `canon`.
+pub(crate) fn prepare(doc: &mut Doc<'_, '_>, canon: &mut Vec<u8>) -> Result<Prepared, Error> {
+    if !doc.is_object() {
+        return Err(Error::NotAnObject);
+    }
+    let members = doc.root_members();
+    let sig_node = doc.find(&members, b"sig").ok_or(Error::MissingSig)?;
+    let node = doc.node(sig_node);
+    let sig_text = doc.str_bytes(node).ok_or(Error::BadSigEncoding)?;
+    let sig = decode_sig(sig_text).ok_or(Error::BadSigEncoding)?;
+    canon.clear();
+    doc.write_root_canonical_without(members.clone(), b"sig", canon);
+    Ok(Prepared { members, sig })
+}
+
+/// 64 lowercase hex digits -> 32 bytes (what `hexdigest()` can produce, nothing else).
+fn decode_sig(text: &[u8]) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Lowercase hex of a tag, as `hexdigest()`.
+pub(crate) fn push_hex(out: &mut Vec<u8>, tag: &[u8; 32]) {
+    for b in tag {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+}
+
+/// Signs `payload` (a JSON object without `sig`) and appends the signed message to `out`.
+pub(crate) fn sign_into(
+    codec: &mut Codec,
+    key: &MsgKey,
+    payload: &[u8],
+    canon: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let mut doc = codec.parse(payload)?;
+    if !doc.is_object() {
+        return Err(Error::NotAnObject);
+    }
+    let members = doc.root_members();
+    if doc.find(&members, b"sig").is_some() {
+        return Err(Error::SigPresent);
+    }
+    canon.clear();
+    doc.write_root_canonical_without(members.clone(), b"", canon);
+    let tag = key.tag(canon);
+    let empty = members.is_empty();
+    let start = out.len();
+    doc.write_root_python_without(members, b"", out);
+    // Replace the closing brace with `, "sig": "<hex>"}` (json.dumps of the dict with sig added
+    // last).
+    if out.len() > start {
+        out.truncate(out.len() - 1);
+    }
+    out.extend_from_slice(if empty {
+        b"\"sig\": \""
+    } else {
+        b", \"sig\": \""
+    });
+    push_hex(out, &tag);
+    out.extend_from_slice(b"\"}");
+    Ok(())
+}
+
+/// Signs v1 messages with one key. Reuse it for a stream of messages: its buffers are kept.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub(crate) key: MsgKey,
+    pub(crate) codec: Codec,
+    pub(crate) canon: Vec<u8>,
+    pub(crate) scratch: Vec<u8>,
+}
+
+impl Signer {
+    /// A signer with the default limits.
+    pub fn new(key: MsgKey) -> Self {
+        Self::with_limits(key, Limits::default())
+    }
+
+    /// A signer with explicit limits on the payloads it accepts.
+    pub fn with_limits(key: MsgKey, limits: Limits) -> Self {
+        Signer {
+            key,
+            codec: Codec::new(limits),
+            canon: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Signs `payload` (a JSON object without `sig`, parsed as `json.loads` would) and appends
+    /// the signed message to `out`.
+    pub fn sign(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        sign_into(&mut self.codec, &self.key, payload, &mut self.canon, out)
+    }
+}
+
+/// Verifies v1 messages with one key. Reuse it for a stream of messages: its buffers are kept.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    key: MsgKey,
+    codec: Codec,
+    canon: Vec<u8>,
+}
+
+impl Verifier {
+    /// A verifier with the default limits (64 KiB, depth 64).
+    pub fn new(key: MsgKey) -> Self {
+        Self::with_limits(key, Limits::default())
+    }
+
+    /// A verifier with explicit limits.
+    pub fn with_limits(key: MsgKey, limits: Limits) -> Self {
+        Verifier {
+            key,
+            codec: Codec::new(limits),
+            canon: Vec::new(),
+        }
+    }
+
+    /// Verifies `msg`; on success appends the payload without `sig` to `payload_out` (as the
+    /// reference's `json.dumps(d)` would print it) and returns `Ok`. On rejection nothing is
+    /// appended.
+    pub fn verify(&mut self, msg: &[u8], payload_out: &mut Vec<u8>) -> Result<(), Error> {
+        let mut doc = self.codec.parse(msg)?;
+        let prepared = prepare(&mut doc, &mut self.canon)?;
+        if !self.key.verify_tag(&self.canon, &prepared.sig) {
+            return Err(Error::BadSignature);
+        }
+        doc.write_root_python_without(prepared.members, b"sig", payload_out);
+        Ok(())
+    }
+
+    /// Verifies `msg` without producing the payload (counting, benchmarks).
+    pub fn check(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let mut doc = self.codec.parse(msg)?;
+        let prepared = prepare(&mut doc, &mut self.canon)?;
+        if self.key.verify_tag(&self.canon, &prepared.sig) {
+            Ok(())
+        } else {
+            Err(Error::BadSignature)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"your-32-byte-secret-key-here!!!!";
+
+    #[test]
+    fn sign_then_verify_and_tamper() {
+        let key = MsgKey::new(KEY).unwrap();
+        let mut signer = Signer::new(key.clone());
+        let mut msg = Vec::new();
+        signer.sign(br#"{"b": 1, "a": "x"}"#, &mut msg).unwrap();
+        let mut v = Verifier::new(key);
+        let mut out = Vec::new();
+        v.verify(&msg, &mut out).unwrap();
+        assert_eq!(out, br#"{"b": 1, "a": "x"}"#);
+        let tampered = String::from_utf8(msg.clone())
+            .unwrap()
+            .replace("\"x\"", "\"y\"");
+        assert_eq!(v.check(tampered.as_bytes()), Err(Error::BadSignature));
+        let upper = String::from_utf8(msg).unwrap().to_uppercase();
+        assert!(v.check(upper.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn sig_shapes() {
+        let mut v = Verifier::new(MsgKey::new(KEY).unwrap());
+        assert_eq!(v.check(b"[1]"), Err(Error::NotAnObject));
+        assert_eq!(v.check(b"{\"a\": 1}"), Err(Error::MissingSig));
+        assert_eq!(v.check(b"{\"sig\": 1}"), Err(Error::BadSigEncoding));
+        assert_eq!(v.check(b"{\"sig\": \"\"}"), Err(Error::BadSigEncoding));
+        let upper = alloc::format!("{{\"sig\": \"{}\"}}", "A".repeat(64));
+        assert_eq!(v.check(upper.as_bytes()), Err(Error::BadSigEncoding));
+        let lower = alloc::format!("{{\"sig\": \"{}\"}}", "a".repeat(64));
+        assert_eq!(v.check(lower.as_bytes()), Err(Error::BadSignature));
+    }
+
+    use alloc::string::String;
+}

@@ -1,0 +1,275 @@
+//! Python's `float.__repr__` for a JSON number's text, as `json.dumps` writes it.
+//!
+//! Python parses the text correctly rounded, then prints the shortest digit string that reads
+//! back as the same double (David Gay's `dtoa` mode 0), laid out by `format_float_short` with
+//! `Py_DTSF_ADD_DOT_0`:
+//! - with the decimal point position `decpt` (value = 0.d1d2...dn x 10^decpt), fixed notation
+//!   when -4 < decpt <= 16, exponent notation otherwise;
+//! - exponent notation is `d1[.d2...dn]e±XX`: the sign is always written, at least two digits;
+//! - fixed notation of a whole number keeps `.0`; zero is `0.0` or `-0.0`;
+//! - infinities (`1e400`) are `Infinity` / `-Infinity`.
+//!
+//! Fast path: a text with at most 15 significant digits, in the normal range, already *is* the
+//! shortest representation of its double (10^15 < 2^52, so two different decimals of at most
+//! 15 digits never round to the same double), so its digits are laid out directly without
+//! converting to binary at all. Everything else goes through core's correctly rounded `parse`
+//! and core's shortest round-trip `{:e}` formatting.
+
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+/// Significant digits that always survive decimal -> double -> shortest decimal (DBL_DIG).
+const FAST_DIGITS: usize = 15;
+/// Decimal exponents for which the fast path is safe (far from subnormals and overflow).
+const FAST_DECPT: core::ops::RangeInclusive<i64> = -290..=290;
+
+/// Writes Python's repr of the JSON float `text` (already validated by the parser).
+/// Returns false when the value is infinite (`1e400`), which strict (v2) parsing rejects.
+pub(crate) fn write_float(text: &[u8], out: &mut Vec<u8>) -> bool {
+    let (neg, body) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mut digits = [0u8; FAST_DIGITS];
+    let mut n = 0usize; // significant digits seen (including trailing zeros so far)
+    let mut sig_len = 0usize; // up to and including the last nonzero digit
+    let mut decpt: i64 = 0;
+    let mut in_frac = false;
+    let mut too_many = false;
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        match c {
+            b'0'..=b'9' => {
+                if n == 0 && c == b'0' {
+                    if in_frac {
+                        decpt -= 1;
+                    }
+                } else {
+                    if !in_frac {
+                        decpt += 1;
+                    }
+                    if n < FAST_DIGITS {
+                        digits[n] = c;
+                    } else if c != b'0' {
+                        too_many = true;
+                    }
+                    n += 1;
+                    if c != b'0' {
+                        sig_len = n;
+                    }
+                }
+            }
+            b'.' => in_frac = true,
+            _ => break, // 'e' or 'E'
+        }
+        i += 1;
+    }
+    if i < body.len() {
+        // exponent: [eE][+-]?digits, saturated (anything this large is zero or infinity)
+        let mut j = i + 1;
+        let mut eneg = false;
+        if let Some(&s @ (b'+' | b'-')) = body.get(j) {
+            eneg = s == b'-';
+            j += 1;
+        }
+        let mut e: i64 = 0;
+        for &d in &body[j..] {
+            e = (e * 10 + i64::from(d - b'0')).min(1_000_000_000);
+        }
+        decpt += if eneg { -e } else { e };
+    }
+    if sig_len == 0 {
+        out.extend_from_slice(if neg { b"-0.0" } else { b"0.0" });
+        return true;
+    }
+    if !too_many && sig_len <= FAST_DIGITS && FAST_DECPT.contains(&decpt) {
+        layout(neg, &digits[..sig_len], decpt, out);
+        return true;
+    }
+    slow(text, out)
+}
+
+fn slow(text: &[u8], out: &mut Vec<u8>) -> bool {
+    // The parser only hands over ASCII number text that matches JSON's grammar, which core's
+    // `parse` accepts; a failure would be a bug, so print a value that can only fail to verify.
+    let value: f64 = match core::str::from_utf8(text).ok().and_then(|s| s.parse().ok()) {
+        Some(v) => v,
+        None => {
+            out.extend_from_slice(b"NaN");
+            return false;
+        }
+    };
+    if value.is_infinite() {
+        out.extend_from_slice(if value < 0.0 {
+            b"-Infinity"
+        } else {
+            b"Infinity"
+        });
+        return false;
+    }
+    let neg = value.is_sign_negative();
+    if value == 0.0 {
+        out.extend_from_slice(if neg { b"-0.0" } else { b"0.0" });
+        return true;
+    }
+    let mut buf = StackBuf::default();
+    // `{:e}` is the shortest round-trip digit string, as `d[.ddd]e<exp>`.
+    if write!(buf, "{:e}", value.abs()).is_err() {
+        out.extend_from_slice(b"NaN");
+        return false;
+    }
+    let s = buf.as_bytes();
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut k = 0;
+    while k < s.len() && s[k] != b'e' {
+        if s[k] != b'.' && n < digits.len() {
+            digits[n] = s[k];
+            n += 1;
+        }
+        k += 1;
+    }
+    let mut exp: i64 = 0;
+    let mut eneg = false;
+    for &c in s.get(k + 1..).unwrap_or(&[]) {
+        match c {
+            b'-' => eneg = true,
+            b'0'..=b'9' => exp = exp * 10 + i64::from(c - b'0'),
+            _ => {}
+        }
+    }
+    let exp = if eneg { -exp } else { exp };
+    layout(neg, &digits[..n], exp + 1, out);
+    true
+}
+
+/// Lays out `digits` (no leading or trailing zeros, not empty) with the decimal point position
+/// `decpt` the way CPython's `format_float_short` does for `repr`.
+fn layout(neg: bool, digits: &[u8], decpt: i64, out: &mut Vec<u8>) {
+    if neg {
+        out.push(b'-');
+    }
+    let n = digits.len() as i64;
+    if -4 < decpt && decpt <= 16 {
+        if decpt <= 0 {
+            out.extend_from_slice(b"0.");
+            for _ in 0..-decpt {
+                out.push(b'0');
+            }
+            out.extend_from_slice(digits);
+        } else if decpt < n {
+            let (int, frac) = digits.split_at(decpt as usize);
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        } else {
+            out.extend_from_slice(digits);
+            for _ in 0..decpt - n {
+                out.push(b'0');
+            }
+            out.extend_from_slice(b".0");
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        out.extend_from_slice(first);
+        if !rest.is_empty() {
+            out.push(b'.');
+            out.extend_from_slice(rest);
+        }
+        out.push(b'e');
+        let e = decpt - 1;
+        out.push(if e < 0 { b'-' } else { b'+' });
+        let mut e = e.unsigned_abs();
+        if e < 10 {
+            out.push(b'0');
+        }
+        let mut tmp = [0u8; 20];
+        let mut t = tmp.len();
+        loop {
+            t -= 1;
+            tmp[t] = b'0' + (e % 10) as u8;
+            e /= 10;
+            if e == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&tmp[t..]);
+    }
+}
+
+/// A fixed buffer for core's float formatting (no allocation on the slow path either).
+struct StackBuf {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Default for StackBuf {
+    fn default() -> Self {
+        StackBuf {
+            buf: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl StackBuf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl core::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repr(text: &str) -> alloc::string::String {
+        let mut out = Vec::new();
+        write_float(text.as_bytes(), &mut out);
+        alloc::string::String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn python_repr_cases() {
+        for (text, want) in [
+            ("1e16", "1e+16"),
+            ("1e15", "1000000000000000.0"),
+            ("1e-5", "1e-05"),
+            ("1e-4", "0.0001"),
+            ("0.00001", "1e-05"),
+            ("1.5e-7", "1.5e-07"),
+            ("5e-324", "5e-324"),
+            ("4.9e-324", "5e-324"),
+            ("2.2250738585072011e-308", "2.225073858507201e-308"),
+            ("9007199254740993.0", "9007199254740992.0"),
+            ("1e400", "Infinity"),
+            ("-1e400", "-Infinity"),
+            ("-0.0", "-0.0"),
+            ("0.0", "0.0"),
+            ("-0e5", "-0.0"),
+            ("1e-400", "0.0"),
+            ("100.0", "100.0"),
+            ("1E2", "100.0"),
+            ("21.50", "21.5"),
+            ("0.1", "0.1"),
+            ("0.30000000000000004", "0.30000000000000004"),
+            ("123456789012345678", "1.2345678901234568e+17"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("9999999999999998.0", "9999999999999998.0"),
+            ("12345.678e-3", "12.345678"),
+            ("000.5e1", "5.0"),
+        ] {
+            assert_eq!(repr(text), want, "{text}");
+        }
+    }
+}

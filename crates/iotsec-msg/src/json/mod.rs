@@ -1,0 +1,247 @@
+//! Python-compatible JSON: parse what `json.loads` accepts, write what `json.dumps` writes.
+//!
+//! [`Codec`] owns reusable buffers (a tape of nodes, decoded string text, a member stack), so
+//! parsing and re-serialising a stream of messages allocates nothing once they have grown.
+//! [`Doc`] is one parsed document, borrowing the codec and the input.
+
+mod dump;
+mod float;
+mod parse;
+
+use alloc::vec::Vec;
+
+use crate::error::{Error, Syntax};
+
+/// Size and nesting limits applied before and while parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted message in bytes (default 64 KiB).
+    pub max_bytes: usize,
+    /// Deepest accepted nesting of arrays and objects; the top-level object is depth 1
+    /// (default 64).
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 64 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tag {
+    Null,
+    True,
+    False,
+    NaN,
+    Inf,
+    NegInf,
+    /// `a..a+b` in the input: the integer's text.
+    Int,
+    /// `a..a+b` in the input: the float's text.
+    Float,
+    /// `a..a+b` in the input, printable ASCII without quote or backslash: written as is.
+    StrPlain,
+    /// `a..a+b` in the input, no escapes but characters that `ensure_ascii` escapes.
+    StrRaw,
+    /// `a..a+b` in the codec's decoded text (generalized UTF-8).
+    StrDecoded,
+    /// `a` = index after the last descendant, `b` = number of elements.
+    Array,
+    /// `a` = index after the last descendant, `b` = number of members; members are key node,
+    /// value node(s), in input order.
+    Object,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node {
+    pub(crate) tag: Tag,
+    pub(crate) a: u32,
+    pub(crate) b: u32,
+}
+
+/// Things Python accepts that strict (v2) parsing refuses; noted while parsing and writing.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Flags {
+    pub(crate) nonfinite: bool,
+    pub(crate) lone_surrogate: bool,
+    pub(crate) duplicate: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member {
+    pub(crate) key: u32,
+    pub(crate) val: u32,
+    pub(crate) order: u32,
+}
+
+/// Reusable parser and writer state.
+#[derive(Debug, Default, Clone)]
+pub struct Codec {
+    limits: Limits,
+    tape: Vec<Node>,
+    text: Vec<u8>,
+    members: Vec<Member>,
+    flags: Flags,
+}
+
+impl Codec {
+    /// A codec with the given limits.
+    pub fn new(limits: Limits) -> Self {
+        Codec {
+            limits,
+            ..Codec::default()
+        }
+    }
+
+    /// The limits this codec enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Parses `input` as Python's `json.loads` would (lenient: duplicates, NaN and lone
+    /// surrogates are accepted and noted for [`Doc::check_strict`]).
+    pub fn parse<'c, 'i>(&'c mut self, input: &'i [u8]) -> Result<Doc<'c, 'i>, Error> {
+        let limit = self.limits.max_bytes.min(u32::MAX as usize - 1);
+        if input.len() > limit {
+            return Err(Error::TooLarge {
+                size: input.len(),
+                limit,
+            });
+        }
+        self.tape.clear();
+        self.text.clear();
+        self.members.clear();
+        self.flags = Flags::default();
+        parse::Parser::new(
+            input,
+            &mut self.tape,
+            &mut self.text,
+            &mut self.flags,
+            self.limits.max_depth,
+        )
+        .document()?;
+        Ok(Doc {
+            c: self,
+            src: input,
+        })
+    }
+}
+
+/// One parsed document.
+#[derive(Debug)]
+pub struct Doc<'c, 'i> {
+    c: &'c mut Codec,
+    src: &'i [u8],
+}
+
+impl<'i> Doc<'_, 'i> {
+    /// Python's `json.dumps(obj, sort_keys=True)` of the whole document.
+    pub fn write_canonical(&mut self, out: &mut Vec<u8>) {
+        self.write_value(0, out, true);
+    }
+
+    /// Python's `json.dumps(obj)`: input key order (a duplicated key keeps its first position
+    /// and its last value, like a `dict`).
+    pub fn write_python(&mut self, out: &mut Vec<u8>) {
+        self.write_value(0, out, false);
+    }
+
+    /// True when the document is an object.
+    pub fn is_object(&self) -> bool {
+        matches!(self.c.tape.first(), Some(n) if n.tag == Tag::Object)
+    }
+
+    pub(crate) fn node(&self, idx: u32) -> Node {
+        // Indices come from the tape itself.
+        self.c.tape[idx as usize]
+    }
+
+    /// A string node's value as generalized UTF-8 (may hold lone surrogates).
+    pub(crate) fn str_bytes(&self, n: Node) -> Option<&[u8]> {
+        let (a, b) = (n.a as usize, n.a as usize + n.b as usize);
+        match n.tag {
+            Tag::StrPlain | Tag::StrRaw => Some(&self.src[a..b]),
+            Tag::StrDecoded => Some(&self.c.text[a..b]),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn int_text(&self, n: Node) -> Option<&'i [u8]> {
+        match n.tag {
+            Tag::Int => Some(&self.src[n.a as usize..(n.a + n.b) as usize]),
+            _ => None,
+        }
+    }
+
+    /// Collects the top-level object's members (sorted, deduplicated) on the member stack and
+    /// returns their range. Call once per document, before any other member collection.
+    pub(crate) fn root_members(&mut self) -> core::ops::Range<usize> {
+        self.c.members.clear();
+        self.collect_members(0)
+    }
+
+    /// The value node of the top-level member `name`, from a range given by `root_members`.
+    pub(crate) fn find(&self, range: &core::ops::Range<usize>, name: &[u8]) -> Option<u32> {
+        let members = &self.c.members[range.clone()];
+        members
+            .binary_search_by(|m| self.key_bytes(m.key).cmp(name))
+            .ok()
+            .map(|i| members[i].val)
+    }
+
+    /// Writes the canonical bytes of the top-level object without the member `skip`.
+    pub(crate) fn write_root_canonical_without(
+        &mut self,
+        range: core::ops::Range<usize>,
+        skip: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        self.write_members(range, skip, out, true);
+    }
+
+    /// Writes `json.dumps(d)` of the top-level object without the member `skip`.
+    pub(crate) fn write_root_python_without(
+        &mut self,
+        range: core::ops::Range<usize>,
+        skip: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        self.c.members[range.clone()].sort_unstable_by_key(|m| m.order);
+        self.write_members(range.clone(), skip, out, false);
+        // Back to key order, so `find` keeps working on this range.
+        let Codec {
+            tape,
+            text,
+            members,
+            ..
+        } = &mut *self.c;
+        let src = self.src;
+        members[range].sort_unstable_by(|x, y| {
+            dump::key_of(tape, text, src, x.key).cmp(dump::key_of(tape, text, src, y.key))
+        });
+    }
+
+    /// Strict (v2) checks: no duplicate keys, no NaN/Infinity (literal or overflowing), no lone
+    /// surrogates. Duplicate and overflow detection happen while writing, so call this after
+    /// writing the canonical form.
+    pub(crate) fn check_strict(&self) -> Result<(), Error> {
+        let f = self.c.flags;
+        let syntax = if f.duplicate {
+            Syntax::DuplicateKey
+        } else if f.nonfinite {
+            Syntax::NonFinite
+        } else if f.lone_surrogate {
+            Syntax::LoneSurrogate
+        } else {
+            return Ok(());
+        };
+        Err(Error::Malformed { syntax, offset: 0 })
+    }
+}
+
+#[cfg(test)]
+mod tests;
