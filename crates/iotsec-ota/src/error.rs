@@ -174,6 +174,27 @@ pub enum Error {
     /// The boot record and slots disagree and no slot can boot.
     #[error("no bootable slot")]
     NoBootableSlot,
+    /// A file or directory could not be read or written.
+    #[cfg(feature = "std")]
+    #[error("cannot {op} {}", .path.display())]
+    Io {
+        /// What was being done (`read`, `write`, `lock`, ...).
+        op: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file is not a key this crate can use.
+    #[cfg(feature = "std")]
+    #[error("{}: {reason}", .path.display())]
+    BadKeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -201,7 +222,11 @@ impl Error {
             | Self::NothingToResume { .. }
             | Self::Invalid { .. }
             | Self::Aborted => Fault::Input,
+            #[cfg(feature = "std")]
+            Self::BadKeyFile { .. } => Fault::Input,
             Self::Store { .. } | Self::NoBootableSlot => Fault::Environment,
+            #[cfg(feature = "std")]
+            Self::Io { .. } => Fault::Environment,
         }
     }
 
@@ -213,6 +238,16 @@ impl Error {
         Self::Store {
             op,
             source: source.into(),
+        }
+    }
+
+    /// Wraps an I/O error with its path.
+    #[cfg(feature = "std")]
+    pub fn io(op: &'static str, path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
         }
     }
 
