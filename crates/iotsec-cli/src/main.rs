@@ -46,7 +46,19 @@ pub enum Outcome {
     Failed,
 }
 
+/// Restores the default SIGPIPE action, so `iotsec ... | head` ends quietly like any Unix tool
+/// instead of panicking on a write to a closed pipe (Rust ignores SIGPIPE by default).
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called once at start-up before any thread exists; installs the default
+    // disposition, no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
