@@ -220,8 +220,15 @@ fn downcast(other: &OtherError) -> Option<Rejection> {
 }
 
 /// RFC 8446 §6.2 names of the alerts a peer sends when it refuses a certificate.
+///
+/// `decrypt_error` is included because that is what OpenSSL (so Mosquitto)
+/// and rustls send when a client certificate's signature does not verify,
+/// e.g. a certificate from a different CA that has the same name as the
+/// trusted one; a failed `Finished` check would send it too, but that only
+/// happens under active tampering, which is a refusal all the same.
 fn certificate_alert(alert: AlertDescription) -> Option<&'static str> {
     Some(match alert {
+        AlertDescription::DecryptError => "decrypt_error",
         AlertDescription::BadCertificate => "bad_certificate",
         AlertDescription::UnsupportedCertificate => "unsupported_certificate",
         AlertDescription::CertificateRevoked => "certificate_revoked",

@@ -459,9 +459,13 @@ async fn mutual_tls_accepts_enrolled_devices_and_refuses_the_rest() {
         enrolled.fingerprint()
     );
 
+    // A different CA that copies our CA's name: found by name, then its
+    // signature fails.
+    let same_name_ca = Ca::root("iotsec device CA");
     let refused = [
         (None, "certificate_required"),
         (Some(device(&other_ca, 65)), "unknown_ca"),
+        (Some(device(&same_name_ca, 65)), "decrypt_error"),
         (Some(device(&ca, 66)), "certificate_revoked"),
     ];
     for (identity, alert) in refused {
