@@ -165,13 +165,21 @@ impl fmt::Display for Kid {
     }
 }
 
+/// HKDF-SHA256 (RFC 5869): extract with `salt` (empty = no salt), expand with `info` into
+/// `okm`. Fails with [`Error::InvalidKey`] when `okm` is longer than 255 * 32 bytes.
+pub fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], okm: &mut [u8]) -> Result<(), Error> {
+    let salt = if salt.is_empty() { None } else { Some(salt) };
+    hkdf::Hkdf::<Sha256>::new(salt, ikm)
+        .expand(info, okm)
+        .map_err(|_| Error::InvalidKey)
+}
+
 /// `K_dev = HKDF-SHA256(master, DEVICE_KEY_SALT, info = kid)`, 32 bytes.
 pub fn derive_device_key(master: &KeyMaterial, kid: &Kid) -> KeyMaterial {
-    let hk = hkdf::Hkdf::<Sha256>::new(Some(DEVICE_KEY_SALT), master.expose());
     let info = alloc::format!("{kid}");
     let mut okm = Zeroizing::new(alloc::vec![0u8; KEY_LEN]);
-    // 32 bytes is far below HKDF-SHA256's 255 * 32 output limit, so expand cannot fail.
-    let _ = hk.expand(info.as_bytes(), &mut okm);
+    // 32 bytes is far below HKDF-SHA256's 255 * 32 output limit, so this cannot fail.
+    let _ = hkdf_sha256(master.expose(), DEVICE_KEY_SALT, info.as_bytes(), &mut okm);
     KeyMaterial(okm)
 }
 

@@ -113,13 +113,39 @@ fn slow(text: &[u8], out: &mut Vec<u8>) -> bool {
         out.extend_from_slice(if neg { b"-0.0" } else { b"0.0" });
         return true;
     }
+    let abs = value.abs();
     let mut buf = StackBuf::default();
-    // `{:e}` is the shortest round-trip digit string, as `d[.ddd]e<exp>`.
-    if write!(buf, "{:e}", value.abs()).is_err() {
+    // `{:e}` is a shortest round-trip digit string, as `d[.ddd]e<exp>`.
+    if write!(buf, "{abs:e}").is_err() {
         out.extend_from_slice(b"NaN");
         return false;
     }
-    let s = buf.as_bytes();
+    let (mut digits, mut n, mut exp) = sci_digits(buf.as_bytes());
+    // Among the shortest strings that round-trip, Python's dtoa returns the one nearest the
+    // exact binary value, ties to even (1.3800132526897723e15 is exactly ...772.25 and prints
+    // as ...772.2). core's shortest mode may pick the other neighbour on a tie, so take the
+    // correctly rounded (ties-to-even) string of the same length when it round-trips too.
+    if n > 0 {
+        let mut exact = StackBuf::default();
+        if write!(exact, "{abs:.*e}", n - 1).is_ok() {
+            let back: Option<f64> = core::str::from_utf8(exact.as_bytes())
+                .ok()
+                .and_then(|s| s.parse().ok());
+            if back == Some(abs) {
+                (digits, n, exp) = sci_digits(exact.as_bytes());
+                // `{:.Ne}` keeps trailing zeros; the shortest string had none.
+                while n > 1 && digits[n - 1] == b'0' {
+                    n -= 1;
+                }
+            }
+        }
+    }
+    layout(neg, &digits[..n], exp + 1, out);
+    true
+}
+
+/// Splits core's `d[.ddd]e<exp>` into digits and the exponent.
+fn sci_digits(s: &[u8]) -> ([u8; 20], usize, i64) {
     let mut digits = [0u8; 20];
     let mut n = 0;
     let mut k = 0;
@@ -139,9 +165,7 @@ fn slow(text: &[u8], out: &mut Vec<u8>) -> bool {
             _ => {}
         }
     }
-    let exp = if eneg { -exp } else { exp };
-    layout(neg, &digits[..n], exp + 1, out);
-    true
+    (digits, n, if eneg { -exp } else { exp })
 }
 
 /// Lays out `digits` (no leading or trailing zeros, not empty) with the decimal point position
@@ -266,6 +290,7 @@ mod tests {
             ("123456789012345678", "1.2345678901234568e+17"),
             ("1.7976931348623157e308", "1.7976931348623157e+308"),
             ("9999999999999998.0", "9999999999999998.0"),
+            ("-1.3800132526897723e15", "-1380013252689772.2"),
             ("12345.678e-3", "12.345678"),
             ("000.5e1", "5.0"),
         ] {
