@@ -196,7 +196,8 @@ impl<S: SlotStore> Engine<S> {
     /// The manifest of the confirmed, active firmware.
     #[must_use]
     pub fn installed(&self) -> Option<&Manifest> {
-        self.slot_manifest(self.record.active?).map(SignedManifest::manifest)
+        self.slot_manifest(self.record.active?)
+            .map(SignedManifest::manifest)
     }
 
     /// The slot the next download goes to: never the active one, never the trial.
@@ -547,7 +548,9 @@ impl<S: SlotStore> Engine<S> {
     /// current record.
     fn write_record(&mut self, mut next: BootRecord, change: RecordChange) -> Result<(), Error> {
         next.seq = self.record.seq.wrapping_add(1);
-        let copy = self.record_copy.map_or(RecordCopy::First, RecordCopy::other);
+        let copy = self
+            .record_copy
+            .map_or(RecordCopy::First, RecordCopy::other);
         let bytes = next.encode();
         self.store.perform(Action::WriteRecord {
             copy,

@@ -40,7 +40,10 @@ pub(crate) struct Envelope<'a> {
 pub(crate) fn envelope_len(prefix: &[u8], what: &'static str) -> Result<usize, Error> {
     let mut r = Reader::new(prefix, what);
     if r.array::<8>()? != ENVELOPE_MAGIC {
-        return Err(Error::malformed(what, "not an iotsec signed file (bad magic)"));
+        return Err(Error::malformed(
+            what,
+            "not an iotsec signed file (bad magic)",
+        ));
     }
     let body_len = usize::from(r.u16()?);
     if body_len == 0 || body_len > MAX_BODY_LEN {

@@ -243,7 +243,11 @@ impl Error {
 
     /// Wraps an I/O error with its path.
     #[cfg(feature = "std")]
-    pub fn io(op: &'static str, path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(
+        op: &'static str,
+        path: impl Into<std::path::PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Self::Io {
             op,
             path: path.into(),

@@ -46,7 +46,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
             .mode(mode)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
-        file.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))?;
         sync_dir(&dir)
@@ -142,8 +143,6 @@ fn open_parts(
         }
     }
 }
-
-
 
 /// Verifies a bundle (or detached manifest + image) file as it streams: signature by a key
 /// trusted for firmware, then exact length and SHA-256. Memory stays at one [`CHUNK`].

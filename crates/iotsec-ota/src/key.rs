@@ -182,7 +182,8 @@ impl PublicKey {
                 key.verify_strict(message, &sig).map_err(|_| bad())
             }
             Self::EcdsaP256(key) => {
-                let sig = p256::ecdsa::Signature::from_slice(&signature.bytes).map_err(|_| bad())?;
+                let sig =
+                    p256::ecdsa::Signature::from_slice(&signature.bytes).map_err(|_| bad())?;
                 // High-S signatures are the malleated twin of a valid one: refuse them.
                 if sig.normalize_s().is_some() {
                     return Err(bad());

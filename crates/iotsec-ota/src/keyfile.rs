@@ -23,8 +23,13 @@ const LIMIT: usize = 16 * 1024;
 pub fn generate(alg: Algorithm) -> Result<SecretKey, Error> {
     loop {
         let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut_slice())
-            .map_err(|e| Error::io("read randomness from", "getrandom", std::io::Error::other(std::string::ToString::to_string(&e))))?;
+        getrandom::fill(seed.as_mut_slice()).map_err(|e| {
+            Error::io(
+                "read randomness from",
+                "getrandom",
+                std::io::Error::other(std::string::ToString::to_string(&e)),
+            )
+        })?;
         // A P-256 scalar is out of range with probability ~2^-32: draw again.
         if let Ok(key) = SecretKey::from_seed(alg, &seed) {
             return Ok(key);

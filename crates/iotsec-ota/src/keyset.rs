@@ -289,8 +289,14 @@ mod tests {
         let v1 = KeySet::new(
             1,
             alloc::vec![
-                TrustedKey { key: root.public_key(), roles: Roles::KEYSET },
-                TrustedKey { key: new.public_key(), roles: Roles::FIRMWARE },
+                TrustedKey {
+                    key: root.public_key(),
+                    roles: Roles::KEYSET
+                },
+                TrustedKey {
+                    key: new.public_key(),
+                    roles: Roles::FIRMWARE
+                },
             ],
         )
         .unwrap();
@@ -313,7 +319,10 @@ mod tests {
         // The same update again is a replay.
         assert!(matches!(
             device.apply_update(&update),
-            Err(Error::KeySetNotNewer { offered: 1, current: 1 })
+            Err(Error::KeySetNotNewer {
+                offered: 1,
+                current: 1
+            })
         ));
         // Signed by a revoked key.
         v2.version = 5;
@@ -326,7 +335,16 @@ mod tests {
     #[test]
     fn lockout_and_duplicates_refused() {
         let a = key(1);
-        assert!(KeySet::new(1, alloc::vec![TrustedKey { key: a.public_key(), roles: Roles::FIRMWARE }]).is_err());
+        assert!(
+            KeySet::new(
+                1,
+                alloc::vec![TrustedKey {
+                    key: a.public_key(),
+                    roles: Roles::FIRMWARE
+                }]
+            )
+            .is_err()
+        );
         assert!(KeySet::factory([a.public_key(), a.public_key()]).is_err());
     }
 }

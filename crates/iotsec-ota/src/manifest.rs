@@ -137,7 +137,10 @@ impl Manifest {
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(bytes, WHAT);
         if r.array::<8>()? != MANIFEST_MAGIC {
-            return Err(Error::malformed(WHAT, "not an iotsec firmware manifest (bad magic)"));
+            return Err(Error::malformed(
+                WHAT,
+                "not an iotsec firmware manifest (bad magic)",
+            ));
         }
         let version = r.short_bytes(1, MAX_VERSION_LEN, "version must be 1 to 64 bytes")?;
         let version = core::str::from_utf8(version)

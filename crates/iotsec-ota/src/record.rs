@@ -232,7 +232,10 @@ impl BootRecord {
     #[must_use]
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
-        let mut w = Writer { out: &mut out, at: 0 };
+        let mut w = Writer {
+            out: &mut out,
+            at: 0,
+        };
         w.put(&MAGIC);
         w.put(&[FORMAT]);
         w.put(&self.seq.to_be_bytes());
@@ -470,7 +473,9 @@ mod tests {
             slots: [SlotState::Verified([1; 32]), SlotState::Verified([2; 32])],
             trial: Some(Trial {
                 slot: SlotId::B,
-                phase: TrialPhase::Booted { deadline_ms: 30_000 },
+                phase: TrialPhase::Booted {
+                    deadline_ms: 30_000,
+                },
             }),
             security_counter: 3,
             last: Some(LastResult {
@@ -498,7 +503,10 @@ mod tests {
                 assert!(BootRecord::decode(&flipped).is_err(), "byte {i} bit {bit}");
             }
         }
-        assert_eq!(BootRecord::decode(&BootRecord::factory().encode()).unwrap(), BootRecord::factory());
+        assert_eq!(
+            BootRecord::decode(&BootRecord::factory().encode()).unwrap(),
+            BootRecord::factory()
+        );
     }
 
     #[test]
@@ -508,10 +516,16 @@ mod tests {
         new.seq = 42;
         new.trial = None;
         let (a, b) = (old.encode(), new.encode());
-        assert_eq!(BootRecord::select(Some(&a), Some(&b)), (new.clone(), Some(RecordCopy::Second)));
+        assert_eq!(
+            BootRecord::select(Some(&a), Some(&b)),
+            (new.clone(), Some(RecordCopy::Second))
+        );
         let mut torn = b;
         torn[100..].fill(0xff);
-        assert_eq!(BootRecord::select(Some(&a), Some(&torn)), (old, Some(RecordCopy::First)));
+        assert_eq!(
+            BootRecord::select(Some(&a), Some(&torn)),
+            (old, Some(RecordCopy::First))
+        );
         assert_eq!(BootRecord::select(None, None).0, BootRecord::factory());
         assert!(newer(0, u32::MAX));
         assert!(!newer(5, 5));

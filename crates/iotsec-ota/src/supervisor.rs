@@ -170,9 +170,7 @@ impl Supervisor {
                     TrialEnd::Confirmed => {}
                 }
             }
-            let status = child
-                .wait()
-                .map_err(|e| Error::io("wait for", &image, e))?;
+            let status = child.wait().map_err(|e| Error::io("wait for", &image, e))?;
             kill_group(&child, Signal::SIGKILL);
             on_event(&Event::Exited {
                 slot: boot.slot,
@@ -283,7 +281,10 @@ impl Supervisor {
                 return Ok(TrialEnd::RolledBack);
             }
             drop(engine);
-            std::thread::sleep(self.poll.min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                self.poll
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            );
         }
     }
 

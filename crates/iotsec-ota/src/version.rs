@@ -44,7 +44,10 @@ impl Version {
             return Err(Error::malformed(WHAT, "must be 1 to 64 bytes"));
         }
         if text.contains('+') {
-            return Err(Error::malformed(WHAT, "build metadata (+...) is not allowed"));
+            return Err(Error::malformed(
+                WHAT,
+                "build metadata (+...) is not allowed",
+            ));
         }
         let (core, pre) = match text.split_once('-') {
             Some((core, pre)) => (core, Some(pre)),
@@ -69,7 +72,9 @@ impl Version {
             Some(pre) => {
                 for ident in pre.split('.') {
                     let valid = !ident.is_empty()
-                        && ident.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && ident
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                         && (ident.bytes().any(|b| !b.is_ascii_digit()) || numeric(ident).is_some());
                     if !valid {
                         return Err(Error::malformed(
@@ -212,8 +217,21 @@ mod tests {
     #[test]
     fn rejects_non_canonical() {
         for bad in [
-            "", "1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "v1.2.3", "1.2.3+build", "1.2.3-",
-            "1.2.3-01", "1.2.3-a..b", "1.2.3-ä", " 1.2.3", "1.2.-3", "99999999999999999999.0.0",
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "1.02.3",
+            "v1.2.3",
+            "1.2.3+build",
+            "1.2.3-",
+            "1.2.3-01",
+            "1.2.3-a..b",
+            "1.2.3-ä",
+            " 1.2.3",
+            "1.2.-3",
+            "99999999999999999999.0.0",
         ] {
             assert!(Version::parse(bad).is_err(), "{bad:?} must be refused");
         }
