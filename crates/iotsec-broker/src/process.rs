@@ -173,6 +173,14 @@ impl BrokerProcess {
         }
     }
 
+    /// The exit status if the broker has exited (without blocking).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        let _ = fs::remove_file(self.dir.join(PID_FILE));
+        Some(status)
+    }
+
     /// Waits for the broker to exit on its own (foreground `broker run`); returns its status.
     pub fn wait(&mut self) -> Result<std::process::ExitStatus> {
         let child = self

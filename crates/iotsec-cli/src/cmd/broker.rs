@@ -168,59 +168,14 @@ fn print_findings(findings: &[Finding]) {
 }
 
 fn run_foreground(config: PathBuf) -> anyhow::Result<Outcome> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut broker = BrokerProcess::spawn(&config, Log::Inherit, Duration::from_secs(10))?;
     eprintln!(
         "mosquitto (pid {}) listening on {} with TLS; Ctrl-C stops it",
         broker.pid().unwrap_or_default(),
         broker.addr()
     );
-    let status = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let exited = tokio::task::spawn_blocking({
-            let pid = broker.pid();
-            move || wait_pid(pid)
-        });
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => Ok::<_, anyhow::Error>(None),
-            _ = term.recv() => Ok(None),
-            r = exited => Ok(Some(r?)),
-        }
-    })?;
-    match status {
-        None => {
-            broker.stop();
-            eprintln!("mosquitto stopped");
-            Ok(Outcome::Ok)
-        }
-        Some(_) => {
-            let status = broker.wait()?;
-            anyhow::bail!("mosquitto exited on its own ({status})")
-        }
-    }
-}
-
-/// Blocks until the process `pid` is gone (polling /proc; the Child handle stays with the
-/// BrokerProcess so Drop can still stop it).
-fn wait_pid(pid: Option<u32>) {
-    let Some(pid) = pid else { return };
-    let stat = format!("/proc/{pid}/stat");
-    loop {
-        match std::fs::read_to_string(&stat) {
-            // A zombie (state Z) has exited; its parent (us) reaps it in BrokerProcess::wait.
-            Ok(s)
-                if !s
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z') =>
-            {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            _ => return,
-        }
-    }
+    super::foreground::until_stopped(&mut broker, "the log above")?;
+    broker.stop();
+    eprintln!("mosquitto stopped");
+    Ok(Outcome::Ok)
 }

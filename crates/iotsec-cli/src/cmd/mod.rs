@@ -1,6 +1,7 @@
 //! One module per `iotsec` subcommand.
 
 pub mod broker;
+pub mod foreground;
 pub mod fw;
 pub mod msg;
 pub mod pki;
