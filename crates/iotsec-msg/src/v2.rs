@@ -19,6 +19,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::ops::RangeInclusive;
 
 use crate::envelope::{self, Signer};
 use crate::error::{Error, Field};
@@ -87,7 +88,7 @@ pub trait KeyLookup {
 pub struct Keyring {
     master: KeyMaterial,
     legacy: Option<MsgKey>,
-    max_version: u32,
+    versions: RangeInclusive<u32>,
     cache: BTreeMap<Kid, MsgKey>,
 }
 
@@ -95,12 +96,13 @@ pub struct Keyring {
 const KEYRING_CACHE: usize = 4096;
 
 impl Keyring {
-    /// A keyring over `master`; key versions up to `max_version` are accepted.
-    pub fn new(master: KeyMaterial, max_version: u32) -> Self {
+    /// A keyring over `master`; key versions in `versions` are accepted (raise the lower end
+    /// to retire the keys of an old version).
+    pub fn new(master: KeyMaterial, versions: RangeInclusive<u32>) -> Self {
         Keyring {
             master,
             legacy: None,
-            max_version,
+            versions,
             cache: BTreeMap::new(),
         }
     }
@@ -114,7 +116,7 @@ impl Keyring {
 
 impl KeyLookup for Keyring {
     fn device_key(&mut self, kid: &Kid) -> Option<&MsgKey> {
-        if kid.version > self.max_version {
+        if !self.versions.contains(&kid.version) {
             return None;
         }
         if !self.cache.contains_key(kid) {

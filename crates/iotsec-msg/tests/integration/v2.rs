@@ -34,7 +34,7 @@ fn v2msg(dev: &str, version: u32, ts: i64, seq: u64) -> Vec<u8> {
 }
 
 fn keyring() -> Keyring {
-    Keyring::new(master(), 2).with_legacy_key(MsgKey::new(LEGACY).unwrap())
+    Keyring::new(master(), 1..=2).with_legacy_key(MsgKey::new(LEGACY).unwrap())
 }
 
 fn verify(msg: &[u8], sender: &str, state: &mut DeviceState) -> Result<Accepted, Error> {
