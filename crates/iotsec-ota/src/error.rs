@@ -134,8 +134,8 @@ pub enum Error {
         /// The trial slot.
         slot: SlotId,
     },
-    /// `confirm` without a booted trial.
-    #[error("no booted trial to confirm")]
+    /// `confirm` without a booted trial, or `roll_back` without any trial.
+    #[error("no trial in progress")]
     NoTrial,
     /// The trial missed its confirm deadline; it has been rolled back.
     #[error("the confirm deadline passed; the trial was rolled back ({reason})")]

@@ -28,6 +28,21 @@ pub const CHUNK: usize = 1 << 20;
 /// # Errors
 /// [`Error::Io`].
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    write_atomic_with(path, mode, |file, tmp| {
+        file.write_all(bytes)
+            .map_err(|e| Error::io("write", tmp, e))
+    })
+}
+
+/// Like [`write_atomic`], with the contents written by `fill` into the temporary file.
+///
+/// # Errors
+/// [`Error::Io`], or what `fill` returns (the temporary file is removed).
+pub fn write_atomic_with<T>(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File, &Path) -> Result<T, Error>,
+) -> Result<T, Error> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = parent(path);
     let name = path.file_name().map_or_else(
@@ -46,11 +61,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
             .mode(mode)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| Error::io("write", &tmp, e))?;
+        let value = fill(&mut file, &tmp)?;
         file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))?;
-        sync_dir(&dir)
+        sync_dir(&dir)?;
+        Ok(value)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -208,4 +223,91 @@ pub fn read_small(path: &Path, limit: usize) -> Result<Vec<u8>, Error> {
         return Err(Error::malformed("file", "larger than expected"));
     }
     Ok(bytes)
+}
+
+/// What to sign: every manifest field except size and hash, which come from the image.
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    /// Release version.
+    pub version: crate::version::Version,
+    /// Security counter.
+    pub security_counter: u32,
+    /// Hardware id.
+    pub hardware_id: crate::manifest::HardwareId,
+    /// Creation time, Unix seconds.
+    pub created_s: u64,
+    /// Expiry, Unix seconds.
+    pub expires_s: Option<u64>,
+}
+
+/// Signs an image file in one read: writes a bundle to `out` (or, `detached`, only the
+/// signed manifest), atomically. For a bundle, the image is copied and hashed in the same
+/// pass and the signed manifest is written in front of it last, so the signature always
+/// covers exactly the bytes in the bundle even if the source changes meanwhile.
+///
+/// # Errors
+/// [`Error::Io`]; [`Error::Malformed`] for an empty image or invalid fields.
+pub fn sign_image_file(
+    image: &Path,
+    request: &SignRequest,
+    key: &crate::key::SecretKey,
+    out: &Path,
+    detached: bool,
+) -> Result<SignedManifest, Error> {
+    use sha2::Digest as _;
+    use std::io::{Seek as _, SeekFrom};
+    use std::os::unix::fs::FileExt as _;
+
+    let mut manifest = Manifest {
+        version: request.version.clone(),
+        security_counter: request.security_counter,
+        hardware_id: request.hardware_id.clone(),
+        image_size: 1,
+        image_sha256: [0; 32],
+        created_s: request.created_s,
+        expires_s: request.expires_s,
+    };
+    // The header length does not depend on size or hash (fixed-width fields).
+    let header_len = SignedManifest::sign(&manifest, key)?.as_bytes().len();
+    let mut source = File::open(image).map_err(|e| Error::io("open", image, e))?;
+    let mut hash_and_copy =
+        |sink: Option<&mut File>, tmp: &Path| -> Result<(u64, [u8; 32]), Error> {
+            let mut sha = sha2::Sha256::new();
+            let mut size = 0u64;
+            let mut buf = vec![0u8; CHUNK];
+            let mut sink = sink;
+            loop {
+                let n = read_some(&mut source, &mut buf, image)?;
+                if n == 0 {
+                    break;
+                }
+                let chunk = &buf[..n];
+                sha.update(chunk);
+                size += n as u64;
+                if let Some(file) = sink.as_deref_mut() {
+                    file.write_all(chunk)
+                        .map_err(|e| Error::io("write", tmp, e))?;
+                }
+            }
+            Ok((size, sha.finalize().into()))
+        };
+    let finish = |manifest: &mut Manifest, (size, sha): (u64, [u8; 32])| {
+        manifest.image_size = size;
+        manifest.image_sha256 = sha;
+        SignedManifest::sign(manifest, key)
+    };
+    if detached {
+        let signed = finish(&mut manifest, hash_and_copy(None, image)?)?;
+        write_atomic(out, signed.as_bytes(), 0o644)?;
+        return Ok(signed);
+    }
+    write_atomic_with(out, 0o644, |file, tmp| {
+        file.seek(SeekFrom::Start(header_len as u64))
+            .map_err(|e| Error::io("seek", tmp, e))?;
+        let signed = finish(&mut manifest, hash_and_copy(Some(file), tmp)?)?;
+        debug_assert_eq!(signed.as_bytes().len(), header_len);
+        file.write_all_at(signed.as_bytes(), 0)
+            .map_err(|e| Error::io("write", tmp, e))?;
+        Ok(signed)
+    })
 }
