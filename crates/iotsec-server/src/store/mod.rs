@@ -1,0 +1,115 @@
+//! Storage: one trait, engines behind it (SQLite by default).
+//!
+//! Everything the ingest writes for one batch of MQTT messages goes through
+//! [`Storage::commit`] in one transaction: accepted readings (idempotent on the unique
+//! `(device, seq)`), rejections, and the per-device counters. The MQTT acknowledgements for the
+//! batch are sent only after it returns, so a crash between receive and commit makes the broker
+//! redeliver, and a crash after commit makes the redelivery a duplicate that the unique key drops.
+
+pub mod sqlite;
+
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// One accepted reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reading {
+    /// Device id (from the authenticated topic / kid).
+    pub device: String,
+    /// Per-device sequence number (`0` for v1 messages, which have none: see `msg_id`).
+    pub seq: u64,
+    /// Device timestamp, ms since the epoch (receive time for v1).
+    pub ts_ms: i64,
+    /// Time the ingest received it, ms since the epoch.
+    pub received_ms: i64,
+    /// The verified payload (JSON object without `sig`).
+    pub payload: String,
+    /// The message's `sig` (hex): tells a byte-identical redelivery from a replay.
+    pub sig: String,
+}
+
+/// One rejected message. Never holds the key or the message body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Time received, ms since the epoch.
+    pub received_ms: i64,
+    /// Device id from the topic, when the topic had one.
+    pub device: Option<String>,
+    /// Stable reason code (`bad_signature`, `replayed`, ...).
+    pub reason: String,
+    /// Message size in bytes.
+    pub size: usize,
+}
+
+/// What one commit writes.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Accepted readings.
+    pub readings: Vec<Reading>,
+    /// Rejected messages.
+    pub rejections: Vec<Rejection>,
+}
+
+/// Whether a reading was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored now.
+    New,
+    /// `(device, seq)` was already stored: a redelivery, dropped.
+    Duplicate,
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceRecord {
+    /// Id.
+    pub id: String,
+    /// `active` or `revoked`.
+    pub status: String,
+    /// Accepts v1 (fleet key) messages until it sends v2.
+    pub legacy: bool,
+    /// Message key version.
+    pub key_version: u32,
+    /// Firmware version last reported.
+    pub firmware: Option<String>,
+    /// Last accepted message, ms since the epoch.
+    pub last_seen_ms: Option<i64>,
+    /// Accepted readings.
+    pub accepted: u64,
+    /// Rejected messages.
+    pub rejected: u64,
+}
+
+/// Storage engine interface.
+pub trait Storage: Send {
+    /// Writes a batch in one transaction; returns, per reading, whether it was new.
+    fn commit(&mut self, batch: &Batch) -> Result<Vec<Inserted>>;
+    /// The stored `sig` of `(device, seq)`, if stored.
+    fn stored_sig(&mut self, device: &str, seq: u64) -> Result<Option<String>>;
+    /// The highest stored seq per device (to seed replay windows at start-up).
+    fn newest_seqs(&mut self) -> Result<Vec<(String, u64)>>;
+    /// Registers (or updates) a device.
+    fn upsert_device(&mut self, id: &str, legacy: bool, key_version: u32) -> Result<()>;
+    /// Marks a device `active` or `revoked`; false when unknown.
+    fn set_device_status(&mut self, id: &str, status: &str) -> Result<bool>;
+    /// Records the firmware version a device reported.
+    fn set_firmware(&mut self, id: &str, version: &str) -> Result<()>;
+    /// Every registered device.
+    fn devices(&mut self) -> Result<Vec<DeviceRecord>>;
+    /// Rejections counted by reason.
+    fn rejection_counts(&mut self) -> Result<Vec<(String, u64)>>;
+    /// Readings of a device with `from_ms <= ts < to_ms`, after `after_seq`, oldest first.
+    fn telemetry(
+        &mut self,
+        device: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Reading>>;
+    /// The newest rejections, newest first.
+    fn recent_rejections(&mut self, limit: usize) -> Result<Vec<Rejection>>;
+    /// Number of stored readings (all devices).
+    fn reading_count(&mut self) -> Result<u64>;
+}
