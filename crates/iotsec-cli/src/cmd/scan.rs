@@ -1,12 +1,282 @@
-//! `iotsec scan` (placeholder until its issue lands; replaced, never shipped as is).
+//! `iotsec scan`: IoT-aware exposure scan of one host you own or are allowed to scan.
+//!
+//! Raw arguments (clap) are validated into an [`iotsec_scan::scanner::ScanConfig`]; the library
+//! sweeps, probes and assesses; this module renders the table and findings (or JSON) and turns
+//! `--fail-on` into the exit code.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use iotsec_scan::finding::Severity;
+use iotsec_scan::policy::Policy;
+use iotsec_scan::ports::PortSet;
+use iotsec_scan::report::ScanReport;
+use iotsec_scan::scanner::{self, Identify, Progress, ScanConfig};
+use iotsec_scan::target::Target;
 
 use crate::Outcome;
 
 /// Arguments of `iotsec scan`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(
+    after_help = "Scan only hosts you own or are allowed to scan.\n\nExamples:\n  iotsec scan 127.0.0.1\n  iotsec scan gateway.lan --ports iot --fail-on high\n  iotsec scan 10.0.0.7 --ports 1-10000 --exclude 22 --policy policy.toml --json"
+)]
+pub struct Args {
+    /// Host to scan: an IP address or host name (broadcast and multicast addresses are refused).
+    pub target: String,
+    /// TCP ports: a list and ranges (`22,80,8000-8100`), `iot` (common IoT ports) or `all`.
+    #[arg(long, short = 'p', default_value = "all", value_name = "SPEC")]
+    pub ports: String,
+    /// Ports to leave out (same syntax as --ports).
+    #[arg(long, value_name = "SPEC")]
+    pub exclude: Option<String>,
+    /// Most connections in flight (also bounded by the open-file limit).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub concurrency: usize,
+    /// Connect and reply timeout in milliseconds.
+    #[arg(long, default_value_t = 1500, value_name = "N")]
+    pub timeout_ms: u64,
+    /// How long a silent connection waits for a greeting (SSH, FTP, Telnet ...), milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub banner_timeout_ms: u64,
+    /// Only find open ports; send nothing to them.
+    #[arg(long)]
+    pub no_probe: bool,
+    /// Also probe UDP: CoAP `GET /.well-known/core` on --udp-ports.
+    #[arg(long)]
+    pub udp: bool,
+    /// UDP ports for --udp.
+    #[arg(long, default_value = "5683", value_name = "SPEC", requires = "udp")]
+    pub udp_ports: String,
+    /// Port policy (TOML: `[tcp] allow = [22, 8883]`); open ports outside it become findings.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Exit 1 when a finding has this severity or higher (info, low, medium, high, critical).
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<Severity>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+fn validate(args: &Args) -> anyhow::Result<ScanConfig> {
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if args.timeout_ms == 0 || args.banner_timeout_ms == 0 {
+        bail!("--timeout-ms and --banner-timeout-ms must be at least 1");
+    }
+    let target = Target::resolve(&args.target)?;
+    let mut ports = PortSet::parse(&args.ports)?;
+    if let Some(exclude) = &args.exclude {
+        ports = ports.without(&PortSet::parse(exclude)?);
+    }
+    let udp_ports = if args.udp {
+        PortSet::parse(&args.udp_ports)?
+    } else {
+        PortSet::default()
+    };
+    if ports.is_empty() && udp_ports.is_empty() {
+        bail!("no ports to scan (the port list is empty after --exclude)");
+    }
+    let policy = args.policy.as_deref().map(Policy::load).transpose()?;
+    let mut config = ScanConfig::new(target, ports);
+    config.concurrency = args.concurrency;
+    config.timeout = Duration::from_millis(args.timeout_ms);
+    config.banner_timeout = Duration::from_millis(args.banner_timeout_ms);
+    config.identify = if args.no_probe {
+        Identify::SweepOnly
+    } else {
+        Identify::Probe
+    };
+    config.udp_ports = udp_ports;
+    config.policy = policy;
+    Ok(config)
+}
 
 /// Runs `iotsec scan`.
-pub fn run(_args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`iotsec scan` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let config = validate(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let progress = ProgressLine::new(args.quiet, config.ports.len());
+    let sink = progress.clone();
+    let report = runtime.block_on(scanner::scan(
+        config,
+        Arc::new(move |event| sink.update(event)),
+    ));
+    progress.finish();
+    let report = report?;
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).context("cannot write JSON")?;
+        writeln!(out)?;
+    } else {
+        render(&report, &mut out)?;
+    }
+    out.flush()?;
+
+    let failed = args
+        .fail_on
+        .is_some_and(|threshold| report.findings.iter().any(|f| f.severity >= threshold));
+    Ok(if failed { Outcome::Failed } else { Outcome::Ok })
+}
+
+/// The human report: a summary line, the port table, then the findings.
+fn render(report: &ScanReport, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "iotsec scan {} ({}): {} TCP ports in {:.2} s: {} open, {} closed, {} filtered{}",
+        report.target,
+        report.address,
+        report.tcp.scanned,
+        report.duration_ms as f64 / 1000.0,
+        report.tcp.open,
+        report.tcp.closed,
+        report.tcp.filtered,
+        if report.udp_probed > 0 {
+            format!("; {} UDP ports probed", report.udp_probed)
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(out)?;
+    if report.ports.is_empty() {
+        writeln!(out, "No open ports.")?;
+    } else {
+        let rows: Vec<[String; 4]> = report
+            .ports
+            .iter()
+            .map(|p| {
+                [
+                    format!("{}/{}", p.port, p.transport.as_str()),
+                    "open".to_owned(),
+                    p.service_name(),
+                    p.details(),
+                ]
+            })
+            .collect();
+        let header = ["PORT", "STATE", "SERVICE", "DETAILS"];
+        let width = |i: usize| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let (w0, w1, w2) = (width(0), width(1), width(2));
+        writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            header[0], header[1], header[2], header[3]
+        )?;
+        for r in &rows {
+            writeln!(out, "{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3])?;
+        }
+    }
+    writeln!(out)?;
+    if report.findings.is_empty() {
+        writeln!(out, "No findings.")?;
+        return Ok(());
+    }
+    writeln!(out, "FINDINGS ({})", report.findings.len())?;
+    for f in &report.findings {
+        writeln!(
+            out,
+            "{:<8}  {}  {}  [OWASP IoT {}]",
+            f.severity.as_str().to_uppercase(),
+            f.id,
+            f.location,
+            f.category
+        )?;
+        writeln!(out, "          {}", f.title)?;
+        writeln!(out, "          evidence: {}", f.evidence)?;
+        writeln!(out, "          fix: {}", f.remediation)?;
+    }
+    Ok(())
+}
+
+/// Progress on stderr for scans that take more than a second: rewritten in place on a
+/// terminal, one line every few seconds otherwise.
+#[derive(Clone)]
+struct ProgressLine(Option<Arc<Mutex<ProgressState>>>);
+
+struct ProgressState {
+    started: Instant,
+    last: Option<Instant>,
+    tty: bool,
+    printed: bool,
+    total: usize,
+    swept: usize,
+    open: usize,
+    identified: usize,
+}
+
+impl ProgressLine {
+    fn new(quiet: bool, total: usize) -> Self {
+        if quiet {
+            return Self(None);
+        }
+        Self(Some(Arc::new(Mutex::new(ProgressState {
+            started: Instant::now(),
+            last: None,
+            tty: std::io::stderr().is_terminal(),
+            printed: false,
+            total,
+            swept: 0,
+            open: 0,
+            identified: 0,
+        }))))
+    }
+
+    fn update(&self, event: Progress) {
+        let Some(state) = &self.0 else { return };
+        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            Progress::Sweep(p) => {
+                s.swept = p.done;
+                s.open = p.open;
+            }
+            Progress::Identified { done, .. } => s.identified = done,
+        }
+        let now = Instant::now();
+        let every = if s.tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(5)
+        };
+        if now.duration_since(s.started) < Duration::from_secs(1)
+            || s.last.is_some_and(|l| now.duration_since(l) < every)
+        {
+            return;
+        }
+        s.last = Some(now);
+        s.printed = true;
+        let line = format!(
+            "scanning: {}/{} ports swept, {} open, {} identified",
+            s.swept, s.total, s.open, s.identified
+        );
+        if s.tty {
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        let Some(state) = &self.0 else { return };
+        let s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.printed && s.tty {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
