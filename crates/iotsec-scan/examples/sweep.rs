@@ -6,18 +6,36 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let ip = args.next().unwrap_or_else(|| "127.0.0.1".into()).parse().unwrap();
-    let ports = iotsec_scan::ports::PortSet::parse(&args.next().unwrap_or_else(|| "all".into())).unwrap();
+    let ip = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1".into())
+        .parse()
+        .unwrap();
+    let ports =
+        iotsec_scan::ports::PortSet::parse(&args.next().unwrap_or_else(|| "all".into())).unwrap();
     let budget = iotsec_scan::limits::raise_nofile();
-    let window: usize = args.next().map(|w| w.parse().unwrap()).unwrap_or(budget.available.min(4096));
+    let window: usize = args
+        .next()
+        .map(|w| w.parse().unwrap())
+        .unwrap_or(budget.available.min(4096));
     let t = Instant::now();
     let out = iotsec_scan::sweep::sweep(
         ip,
         ports.as_slice(),
-        iotsec_scan::sweep::SweepConfig { window, timeout: Duration::from_millis(1500) },
+        iotsec_scan::sweep::SweepConfig {
+            window,
+            timeout: Duration::from_millis(1500),
+        },
         |_| {},
         |_| {},
     )
     .unwrap();
-    println!("{:.3}s open={:?} closed={} filtered={} stats={:?}", t.elapsed().as_secs_f64(), out.open, out.closed, out.filtered.len(), out.stats);
+    println!(
+        "{:.3}s open={:?} closed={} filtered={} stats={:?}",
+        t.elapsed().as_secs_f64(),
+        out.open,
+        out.closed,
+        out.filtered.len(),
+        out.stats
+    );
 }

@@ -55,12 +55,22 @@ pub fn assess(target: &Target, ports: &[PortReport], policy: Option<&Policy>) ->
 fn mqtt_evidence(v311: Option<ConnectOutcome>, v5: Option<ConnectOutcome>, tls: bool) -> String {
     let mut parts = Vec::new();
     if let Some(o) = v311 {
-        parts.push(format!("MQTT 3.1.1 CONNECT without credentials: {}", describe(o)));
+        parts.push(format!(
+            "MQTT 3.1.1 CONNECT without credentials: {}",
+            describe(o)
+        ));
     }
     if let Some(o) = v5 {
-        parts.push(format!("MQTT 5 CONNECT without credentials: {}", describe(o)));
+        parts.push(format!(
+            "MQTT 5 CONNECT without credentials: {}",
+            describe(o)
+        ));
     }
-    parts.push(if tls { "listener uses TLS".into() } else { "listener has no TLS".into() });
+    parts.push(if tls {
+        "listener uses TLS".into()
+    } else {
+        "listener has no TLS".into()
+    });
     parts.join("; ")
 }
 
@@ -80,7 +90,10 @@ fn service_findings(p: &PortReport, at: &str, out: &mut Vec<Finding>) {
         }
         Service::Telnet(t) => out.push(check::TELNET_OPEN.finding(
             at,
-            format!("Telnet option negotiation ({} options) on connect", t.negotiations.len()),
+            format!(
+                "Telnet option negotiation ({} options) on connect",
+                t.negotiations.len()
+            ),
         )),
         Service::Greeting(b) => {
             if p.service.name(p.port) == "ftp" && !tls {
@@ -90,7 +103,9 @@ fn service_findings(p: &PortReport, at: &str, out: &mut Vec<Finding>) {
                 let Banner::Ssh { proto_version, .. } = b else {
                     return;
                 };
-                out.push(check::SSH_V1.finding(at, format!("SSH protocol version {proto_version} only")));
+                out.push(
+                    check::SSH_V1.finding(at, format!("SSH protocol version {proto_version} only")),
+                );
             }
         }
         Service::Http(r) => {
@@ -101,7 +116,10 @@ fn service_findings(p: &PortReport, at: &str, out: &mut Vec<Finding>) {
             if basic && !tls {
                 out.push(check::HTTP_CLEARTEXT_AUTH.finding(
                     at,
-                    format!("{} {} with WWW-Authenticate: Basic over plain HTTP", r.status, r.reason),
+                    format!(
+                        "{} {} with WWW-Authenticate: Basic over plain HTTP",
+                        r.status, r.reason
+                    ),
                 ));
             }
         }
@@ -113,11 +131,17 @@ fn service_findings(p: &PortReport, at: &str, out: &mut Vec<Finding>) {
             auth_required: false,
         }) => out.push(check::MEMCACHED_NO_AUTH.finding(
             at,
-            format!("`version` answered {} without authentication", version.as_deref().unwrap_or("?")),
+            format!(
+                "`version` answered {} without authentication",
+                version.as_deref().unwrap_or("?")
+            ),
         )),
         Service::Modbus(_) => out.push(check::MODBUS_OPEN.finding(
             at,
-            format!("Read Device Identification answered: {}", p.service.details()),
+            format!(
+                "Read Device Identification answered: {}",
+                p.service.details()
+            ),
         )),
         Service::Coap(c) => out.push(check::COAP_NO_DTLS.finding(
             at,
@@ -143,11 +167,17 @@ fn tls_findings(tls: &TlsInfo, host: &str, at: &str, out: &mut Vec<Finding>) {
     match leaf.validity {
         Validity::Expired => out.push(check::TLS_CERT_EXPIRED.finding(
             at,
-            format!("\"{}\" not after {} ({} days ago)", leaf.subject, leaf.not_after, -leaf.days_left),
+            format!(
+                "\"{}\" not after {} ({} days ago)",
+                leaf.subject, leaf.not_after, -leaf.days_left
+            ),
         )),
         Validity::Expiring => out.push(check::TLS_CERT_EXPIRING.finding(
             at,
-            format!("\"{}\" not after {} ({} days left)", leaf.subject, leaf.not_after, leaf.days_left),
+            format!(
+                "\"{}\" not after {} ({} days left)",
+                leaf.subject, leaf.not_after, leaf.days_left
+            ),
         )),
         Validity::NotYetValid => out.push(check::TLS_CERT_NOT_YET_VALID.finding(
             at,
@@ -158,7 +188,10 @@ fn tls_findings(tls: &TlsInfo, host: &str, at: &str, out: &mut Vec<Finding>) {
     if leaf.self_signed {
         out.push(check::TLS_CERT_SELF_SIGNED.finding(
             at,
-            format!("\"{}\" is issued by itself and verifies under its own key", leaf.subject),
+            format!(
+                "\"{}\" is issued by itself and verifies under its own key",
+                leaf.subject
+            ),
         ));
     }
     for cert in &tls.chain {
@@ -171,14 +204,20 @@ fn tls_findings(tls: &TlsInfo, host: &str, at: &str, out: &mut Vec<Finding>) {
         if cert.has_weak_signature() && !cert.self_signed {
             out.push(check::TLS_CERT_WEAK_SIGNATURE.finding(
                 at,
-                format!("\"{}\" is signed with {}", cert.subject, cert.signature_algorithm),
+                format!(
+                    "\"{}\" is signed with {}",
+                    cert.subject, cert.signature_algorithm
+                ),
             ));
         }
     }
     if tls.name_match == Some(false) {
         out.push(check::TLS_CERT_NAME_MISMATCH.finding(
             at,
-            format!("subjectAltName [{}] does not include {host}", leaf.san.join(", ")),
+            format!(
+                "subjectAltName [{}] does not include {host}",
+                leaf.san.join(", ")
+            ),
         ));
     }
 }
@@ -236,13 +275,29 @@ mod tests {
     #[test]
     fn mqtt_rules() {
         let t = target();
-        let plain_anon = assess(&t, &[port(1883, mqtt(ConnectOutcome::Accepted), None)], None);
+        let plain_anon = assess(
+            &t,
+            &[port(1883, mqtt(ConnectOutcome::Accepted), None)],
+            None,
+        );
         assert_eq!(ids(&plain_anon), ["SCAN-MQTT-ANON", "SCAN-MQTT-PLAINTEXT"]);
-        let plain_auth = assess(&t, &[port(1884, mqtt(ConnectOutcome::NotAuthorized), None)], None);
+        let plain_auth = assess(
+            &t,
+            &[port(1884, mqtt(ConnectOutcome::NotAuthorized), None)],
+            None,
+        );
         assert_eq!(ids(&plain_auth), ["SCAN-MQTT-CLEARTEXT-AUTH"]);
-        let tls_anon = assess(&t, &[port(8883, mqtt(ConnectOutcome::Accepted), Some(tls()))], None);
+        let tls_anon = assess(
+            &t,
+            &[port(8883, mqtt(ConnectOutcome::Accepted), Some(tls()))],
+            None,
+        );
         assert_eq!(ids(&tls_anon), ["SCAN-MQTT-ANON"]);
-        let tls_auth = assess(&t, &[port(8884, mqtt(ConnectOutcome::NotAuthorized), Some(tls()))], None);
+        let tls_auth = assess(
+            &t,
+            &[port(8884, mqtt(ConnectOutcome::NotAuthorized), Some(tls()))],
+            None,
+        );
         assert!(tls_auth.is_empty());
         assert!(plain_anon[0].location.starts_with("127.0.0.1:1883/tcp"));
     }
@@ -259,7 +314,10 @@ mod tests {
         let q = port(9999, Service::Unknown { reply: None }, None);
         let f = assess(&t, &[p, q], Some(&policy));
         assert_eq!(ids(&f), ["SCAN-LISTEN-ALL-INTERFACES", "SCAN-POLICY-PORT"]);
-        assert!(f.iter().any(|f| f.id == "SCAN-POLICY-PORT" && f.location.contains(":9999/")));
+        assert!(
+            f.iter()
+                .any(|f| f.id == "SCAN-POLICY-PORT" && f.location.contains(":9999/"))
+        );
     }
 
     #[test]

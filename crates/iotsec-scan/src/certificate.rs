@@ -116,8 +116,8 @@ pub fn inspect(der: &[u8], now: i64) -> Result<CertInfo, BadCertificate> {
     } else {
         Validity::Valid
     };
-    let self_signed = cert.subject().as_raw() == cert.issuer().as_raw()
-        && cert.verify_signature(None).is_ok();
+    let self_signed =
+        cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok();
     let mut san = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
@@ -155,18 +155,24 @@ pub fn inspect(der: &[u8], now: i64) -> Result<CertInfo, BadCertificate> {
 /// against IP SAN entries only.
 pub fn names_host(info: &CertInfo, host: &str) -> bool {
     if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return info.san.iter().any(|s| s.strip_prefix("IP:") == Some(&ip.to_string()));
+        return info
+            .san
+            .iter()
+            .any(|s| s.strip_prefix("IP:") == Some(&ip.to_string()));
     }
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    info.san.iter().filter_map(|s| s.strip_prefix("DNS:")).any(|pattern| {
-        let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(suffix) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
-            None => pattern == host,
-        }
-    })
+    info.san
+        .iter()
+        .filter_map(|s| s.strip_prefix("DNS:"))
+        .any(|pattern| {
+            let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+            match pattern.strip_prefix("*.") {
+                Some(suffix) => host
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+                None => pattern == host,
+            }
+        })
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

@@ -65,7 +65,9 @@ pub enum ScanError {
 
     // --- the environment ---
     /// Sockets could not be created even after backing off (file-descriptor or port exhaustion).
-    #[error("cannot open sockets to scan port {port} after backing off: the open-file or ephemeral-port limit is exhausted")]
+    #[error(
+        "cannot open sockets to scan port {port} after backing off: the open-file or ephemeral-port limit is exhausted"
+    )]
     NoSockets {
         /// The port being retried.
         port: u16,

@@ -34,7 +34,10 @@ pub struct Recorder(Mutex<Observed>);
 impl Recorder {
     /// A copy of what was recorded so far.
     pub fn observed(&self) -> Observed {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn with(&self, f: impl FnOnce(&mut Observed)) {
@@ -122,7 +125,9 @@ impl ResolvesClientCert for RecordClientAuth {
 
 /// A fresh inspection client configuration and the recorder it writes into. One per
 /// connection, so observations never mix.
-pub fn inspection_config(provider: &Arc<CryptoProvider>) -> Result<(Arc<ClientConfig>, Arc<Recorder>), Error> {
+pub fn inspection_config(
+    provider: &Arc<CryptoProvider>,
+) -> Result<(Arc<ClientConfig>, Arc<Recorder>), Error> {
     let recorder = Arc::new(Recorder::default());
     let verifier = Arc::new(InspectOnly {
         recorder: recorder.clone(),

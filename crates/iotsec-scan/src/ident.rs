@@ -170,7 +170,11 @@ impl Prober {
     }
 
     /// Connects with the descriptor permit held, backing off on EMFILE / ENFILE.
-    async fn connect(&self, port: u16, permit: OwnedSemaphorePermit) -> io::Result<(TcpStream, OwnedSemaphorePermit)> {
+    async fn connect(
+        &self,
+        port: u16,
+        permit: OwnedSemaphorePermit,
+    ) -> io::Result<(TcpStream, OwnedSemaphorePermit)> {
         let addr = self.addr(port);
         let mut attempt = 0;
         loop {
@@ -249,9 +253,11 @@ impl Prober {
                 let conn = tls.get_ref().1;
                 out.spoke_tls = true;
                 out.version = conn.protocol_version().map(version_name);
-                out.cipher_suite = conn
-                    .negotiated_cipher_suite()
-                    .map(|s| s.suite().as_str().map_or_else(|| format!("{:?}", s.suite()), str::to_owned));
+                out.cipher_suite = conn.negotiated_cipher_suite().map(|s| {
+                    s.suite()
+                        .as_str()
+                        .map_or_else(|| format!("{:?}", s.suite()), str::to_owned)
+                });
                 // The recorder may have gained the CertificateRequest during the handshake.
                 out.observed = recorder.observed();
                 Some((tls, permit))
@@ -271,11 +277,7 @@ impl Prober {
     }
 
     /// Sends `probe` inside TLS and classifies the answer.
-    async fn inner_probe(
-        &self,
-        tls: &mut TlsStream<TcpStream>,
-        probe: Probe,
-    ) -> Reply<Identified> {
+    async fn inner_probe(&self, tls: &mut TlsStream<TcpStream>, probe: Probe) -> Reply<Identified> {
         let payload = probe.payload(&self.target.host(), &self.client_id);
         if let Err(e) = tls.write_all(&payload).await {
             return Reply {
@@ -316,22 +318,36 @@ impl Prober {
             .ok()
             .map(|p| tokio::spawn(self.clone().legacy(port, Some(p))));
 
-        // MQTT first, on the connection we have.
-        let reply = self.inner_probe(&mut tls, Probe::Mqtt(MqttVersion::V311)).await;
+        // HTTP on a second TLS connection in parallel when a descriptor is free right now.
+        let http_task = self
+            .fds
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|p| tokio::spawn(self.clone().fresh_inner(port, Probe::Http, Some(p))));
+
+        // MQTT on the connection we have.
+        let reply = self
+            .inner_probe(&mut tls, Probe::Mqtt(MqttVersion::V311))
+            .await;
         drop(tls);
         drop(permit);
         absorb(&mut out, reply);
 
-        // Then HTTP on a fresh TLS connection, unless the port is identified or refused us.
         let identified = out.inner.as_ref().is_some_and(|id| strength(id) >= 2);
-        if !identified && out.refusal.is_none() {
-            if let Ok(permit) = self.permit().await {
-                let mut scratch = TlsOutcome::default();
-                if let Some((mut tls2, _permit)) = self.handshake(port, permit, &mut scratch).await {
-                    let reply = self.inner_probe(&mut tls2, Probe::Http).await;
+        match http_task {
+            Some(task) if identified || out.refusal.is_some() => task.abort(),
+            Some(task) => {
+                if let Ok(Some(reply)) = task.await {
                     absorb(&mut out, reply);
                 }
             }
+            None if !identified && out.refusal.is_none() => {
+                if let Some(reply) = self.clone().fresh_inner(port, Probe::Http, None).await {
+                    absorb(&mut out, reply);
+                }
+            }
+            None => {}
         }
         out.legacy = match legacy_task {
             Some(task) => task.await.ok().flatten(),
@@ -340,8 +356,28 @@ impl Prober {
         out
     }
 
+    /// A new TLS connection carrying one probe.
+    async fn fresh_inner(
+        self: Arc<Self>,
+        port: u16,
+        probe: Probe,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Option<Reply<Identified>> {
+        let permit = match permit {
+            Some(p) => p,
+            None => self.permit().await.ok()?,
+        };
+        let mut scratch = TlsOutcome::default();
+        let (mut tls, _permit) = self.handshake(port, permit, &mut scratch).await?;
+        Some(self.inner_probe(&mut tls, probe).await)
+    }
+
     /// Raw TLS 1.1-max ClientHello: does the server accept TLS below 1.2?
-    async fn legacy(self: Arc<Self>, port: u16, permit: Option<OwnedSemaphorePermit>) -> Option<LegacyTls> {
+    async fn legacy(
+        self: Arc<Self>,
+        port: u16,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Option<LegacyTls> {
         let permit = match permit {
             Some(p) => p,
             None => self.permit().await.ok()?,
@@ -352,7 +388,10 @@ impl Prober {
         let sni = self.target.name.clone();
         let hello = rawtls::legacy_client_hello(rawtls::TLS11, sni.as_deref(), random);
         stream.write_all(&hello).await.ok()?;
-        let reply = read_reply(&mut stream, self.timeout, |b, _| rawtls::parse_server_flight(b)).await;
+        let reply = read_reply(&mut stream, self.timeout, |b, _| {
+            rawtls::parse_server_flight(b)
+        })
+        .await;
         match reply.parsed? {
             ServerFlight::Hello {
                 version,
@@ -369,10 +408,7 @@ impl Prober {
     async fn mqtt_v5(self: Arc<Self>, port: u16, over_tls: bool) -> Option<ConnectOutcome> {
         let probe = Probe::Mqtt(MqttVersion::V5);
         let id = if over_tls {
-            let permit = self.permit().await.ok()?;
-            let mut scratch = TlsOutcome::default();
-            let (mut tls, _permit) = self.handshake(port, permit, &mut scratch).await?;
-            self.inner_probe(&mut tls, probe).await.parsed
+            self.clone().fresh_inner(port, probe, None).await?.parsed
         } else {
             self.clone().plain(port, probe).await.identified
         };
@@ -571,7 +607,8 @@ fn version_name(v: rustls::ProtocolVersion) -> String {
 }
 
 fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
 /// Did the server end the connection with an alert that means "no acceptable certificate"?

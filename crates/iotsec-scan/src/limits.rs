@@ -31,7 +31,9 @@ pub fn raise_nofile() -> FdBudget {
         soft = target;
     }
     let in_use = open_descriptors();
-    let free = usize::try_from(soft).unwrap_or(usize::MAX).saturating_sub(in_use + RESERVE);
+    let free = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(in_use + RESERVE);
     FdBudget {
         soft,
         hard,

@@ -74,7 +74,9 @@ fn section(raw: Option<RawSection>, name: &str) -> Result<PortSet, String> {
     for item in raw.map(|s| s.allow).unwrap_or_default() {
         match item {
             RawPort::Number(n) if (1..=65535).contains(&n) => spec.push(n.to_string()),
-            RawPort::Number(n) => return Err(format!("[{name}] allow: port {n} is outside 1-65535")),
+            RawPort::Number(n) => {
+                return Err(format!("[{name}] allow: port {n} is outside 1-65535"));
+            }
             RawPort::Spec(s) => spec.push(s),
         }
     }
@@ -90,7 +92,9 @@ mod tests {
 
     #[test]
     fn parses_numbers_and_ranges() {
-        let p = Policy::parse("[tcp]\nallow = [22, \"8883\", \"9000-9002\"]\n[udp]\nallow = [5683]\n").unwrap();
+        let p =
+            Policy::parse("[tcp]\nallow = [22, \"8883\", \"9000-9002\"]\n[udp]\nallow = [5683]\n")
+                .unwrap();
         assert_eq!(p.tcp_allow.as_slice(), &[22, 8883, 9000, 9001, 9002]);
         assert_eq!(p.udp_allow.as_slice(), &[5683]);
         let empty = Policy::parse("").unwrap();

@@ -83,7 +83,9 @@ impl PortSet {
                 "iot" => ports.extend_from_slice(IOT_TCP),
                 _ => {
                     let (lo, hi) = match item.split_once('-') {
-                        Some((lo, hi)) => (parse_port(lo).map_err(&err)?, parse_port(hi).map_err(&err)?),
+                        Some((lo, hi)) => {
+                            (parse_port(lo).map_err(&err)?, parse_port(hi).map_err(&err)?)
+                        }
                         None => {
                             let p = parse_port(item).map_err(&err)?;
                             (p, p)
@@ -189,7 +191,9 @@ mod tests {
 
     #[test]
     fn exclusion() {
-        let p = PortSet::parse("1-10").unwrap().without(&PortSet::parse("2-9").unwrap());
+        let p = PortSet::parse("1-10")
+            .unwrap()
+            .without(&PortSet::parse("2-9").unwrap());
         assert_eq!(p.as_slice(), &[1, 10]);
         assert_eq!(PortSet::all().without(&PortSet::all()).len(), 0);
     }

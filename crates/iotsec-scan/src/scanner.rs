@@ -52,6 +52,9 @@ pub struct ScanConfig {
     pub banner_timeout: Duration,
     /// Probe or only sweep.
     pub identify: Identify,
+    /// Probe only these of the open ports (others are reported as not probed). `None`: all.
+    /// Lets an operator sweep widely while talking only to the services they own.
+    pub probe_only: Option<PortSet>,
     /// UDP ports to send the CoAP probe to (empty: no UDP).
     pub udp_ports: PortSet,
     /// Port policy.
@@ -69,6 +72,7 @@ impl ScanConfig {
             timeout: Duration::from_millis(1500),
             banner_timeout: Duration::from_millis(1000),
             identify: Identify::Probe,
+            probe_only: None,
             udp_ports: PortSet::default(),
             policy: None,
         }
@@ -121,7 +125,10 @@ pub async fn scan(
         banner_timeout: config.banner_timeout,
         fds: Arc::new(Semaphore::new(probe_fds.max(1))),
         provider: handshake::provider(),
-        client_id: format!("iotsec-scan-{:02x}{:02x}{:02x}{:02x}", id[0], id[1], id[2], id[3]),
+        client_id: format!(
+            "iotsec-scan-{:02x}{:02x}{:02x}{:02x}",
+            id[0], id[1], id[2], id[3]
+        ),
         now,
     });
 
@@ -171,7 +178,7 @@ pub async fn scan(
     loop {
         tokio::select! {
             port = open_rx.recv(), if !open_closed => match port {
-                Some(port) if probing => {
+                Some(port) if probing && config.probe_only.as_ref().is_none_or(|p| p.contains(port)) => {
                     let p = prober.clone();
                     probes.spawn(async move { Some(p.identify(port).await) });
                 }
@@ -186,12 +193,10 @@ pub async fn scan(
             else => break,
         }
     }
-    let outcome = sweep_task
-        .await
-        .map_err(|e| ScanError::Io {
-            context: "sweep thread failed",
-            source: std::io::Error::other(e.to_string()),
-        })??;
+    let outcome = sweep_task.await.map_err(|e| ScanError::Io {
+        context: "sweep thread failed",
+        source: std::io::Error::other(e.to_string()),
+    })??;
 
     let local = local::is_local(config.target.ip);
     if local {

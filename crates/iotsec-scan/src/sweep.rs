@@ -26,12 +26,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{
     AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage, connect, getpeername,
     getsockname, getsockopt, setsockopt, socket, sockopt,
 };
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::time::TimeVal;
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,8 @@ pub struct SweepProgress {
     pub total: usize,
     /// Open so far.
     pub open: usize,
+    /// Resource back-offs so far (reported as each one happens).
+    pub resource_backoffs: usize,
 }
 
 struct Slot {
@@ -247,6 +249,7 @@ pub fn sweep(
     let mut generation = 0u64;
     let mut starved_rounds = 0u32;
     let mut backoff_until: Option<Instant> = None;
+    let mut reported_backoffs = 0usize;
     // A socket whose last connect was refused: Linux lets it connect again.
     let mut spare: Option<OwnedFd> = None;
     let mut inline = ip.is_loopback();
@@ -355,13 +358,30 @@ pub fn sweep(
                         out.stats.settled_inline += 1;
                         starved_rounds = 0;
                         let reuse = matches!(other, Settled::Closed);
-                        finish(other, port, attempt, &mut out, &mut queue, &mut done, &mut on_open);
+                        finish(
+                            other,
+                            port,
+                            attempt,
+                            &mut out,
+                            &mut queue,
+                            &mut done,
+                            &mut on_open,
+                        );
                         if reuse {
                             spare = Some(fd);
                         }
                     }
                 }
             }
+        }
+        if out.stats.resource_backoffs > reported_backoffs {
+            reported_backoffs = out.stats.resource_backoffs;
+            on_progress(SweepProgress {
+                done,
+                total,
+                open: out.open.len(),
+                resource_backoffs: reported_backoffs,
+            });
         }
         if in_flight == 0 && queue.is_empty() {
             break;
@@ -412,7 +432,15 @@ pub fn sweep(
                 Settled::Resource(_) | Settled::Fatal(_) => Settled::Filtered,
                 other => other,
             };
-            finish(settled, slot.port, slot.attempt, &mut out, &mut queue, &mut done, &mut on_open);
+            finish(
+                settled,
+                slot.port,
+                slot.attempt,
+                &mut out,
+                &mut queue,
+                &mut done,
+                &mut on_open,
+            );
             free.push(idx);
             in_flight -= 1;
             // Dropping the descriptor closes it, which also removes it from the epoll set.
@@ -444,6 +472,7 @@ pub fn sweep(
                 done,
                 total,
                 open: out.open.len(),
+                resource_backoffs: out.stats.resource_backoffs,
             });
             next_report = done + 1024;
         }
@@ -455,6 +484,7 @@ pub fn sweep(
         done,
         total,
         open: out.open.len(),
+        resource_backoffs: out.stats.resource_backoffs,
     });
     Ok(out)
 }
@@ -509,7 +539,11 @@ mod tests {
         let pa = a.local_addr().unwrap().port();
         let pb = b.local_addr().unwrap().port();
         // A port that was free a moment ago: bind and drop.
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut seen = Vec::new();
         let out = sweep(
             IpAddr::V4(Ipv4Addr::LOCALHOST),

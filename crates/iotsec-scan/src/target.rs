@@ -55,10 +55,7 @@ impl Target {
                     .map(SocketAddr::ip)
                     .ok_or_else(|| ScanError::Resolve {
                         host: bare.to_owned(),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            "no addresses",
-                        ),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
                     })?;
                 (pick, Some(bare.to_ascii_lowercase()))
             }
@@ -129,9 +126,19 @@ mod tests {
 
     #[test]
     fn refuses_groups() {
-        for bad in ["255.255.255.255", "224.0.0.1", "239.1.2.3", "ff02::1", "0.0.0.0", "::"] {
+        for bad in [
+            "255.255.255.255",
+            "224.0.0.1",
+            "239.1.2.3",
+            "ff02::1",
+            "0.0.0.0",
+            "::",
+        ] {
             let err = Target::resolve(bad).unwrap_err();
-            assert!(matches!(err, ScanError::ForbiddenTarget { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, ScanError::ForbiddenTarget { .. }),
+                "{bad}: {err}"
+            );
         }
         let subnet: IpAddr = "192.168.1.255".parse().unwrap();
         assert!(check_unicast(subnet, &[subnet]).is_err());

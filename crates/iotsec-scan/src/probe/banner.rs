@@ -117,7 +117,15 @@ pub fn parse_banner(bytes: &[u8], eof: bool) -> Parse<Banner> {
 }
 
 fn could_be_banner(prefix: &[u8]) -> bool {
-    const STARTS: [&[u8]; 7] = [b"SSH-", b"RFB ", b"220 ", b"220-", b"+OK", b"* OK", b"* PREAUTH"];
+    const STARTS: [&[u8]; 7] = [
+        b"SSH-",
+        b"RFB ",
+        b"220 ",
+        b"220-",
+        b"+OK",
+        b"* OK",
+        b"* PREAUTH",
+    ];
     STARTS.iter().any(|s| {
         let n = prefix.len().min(s.len());
         prefix[..n] == s[..n]
@@ -132,7 +140,9 @@ mod tests {
     fn ssh_banners() {
         // OpenSSH 9.2 on Debian 12 (banner as published by the package).
         let b = parse_banner(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", false);
-        let Parse::Done(banner) = b else { panic!("{b:?}") };
+        let Parse::Done(banner) = b else {
+            panic!("{b:?}")
+        };
         assert_eq!(
             banner,
             Banner::Ssh {
@@ -164,9 +174,18 @@ mod tests {
 
     #[test]
     fn other_greetings_and_noise() {
-        assert!(matches!(parse_banner(b"RFB 003.008\n", false), Parse::Done(Banner::Vnc { .. })));
-        assert!(matches!(parse_banner(b"+OK POP3 ready\r\n", false), Parse::Done(Banner::Pop3 { .. })));
-        assert!(matches!(parse_banner(b"* OK IMAP4rev1\r\n", false), Parse::Done(Banner::Imap { .. })));
+        assert!(matches!(
+            parse_banner(b"RFB 003.008\n", false),
+            Parse::Done(Banner::Vnc { .. })
+        ));
+        assert!(matches!(
+            parse_banner(b"+OK POP3 ready\r\n", false),
+            Parse::Done(Banner::Pop3 { .. })
+        ));
+        assert!(matches!(
+            parse_banner(b"* OK IMAP4rev1\r\n", false),
+            Parse::Done(Banner::Imap { .. })
+        ));
         assert_eq!(parse_banner(b"HTTP/1.1 200 OK\r\n", false), Parse::NotThis);
         assert_eq!(parse_banner(b"xyz", false), Parse::NotThis);
         assert_eq!(parse_banner(&[0xFF, 0xFD, 0x18], false), Parse::NotThis);

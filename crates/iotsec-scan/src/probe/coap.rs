@@ -144,6 +144,8 @@ mod tests {
         assert_eq!(parse_reply(&b, 0x1234, [0xAB, 0xCD]), Parse::NotThis);
         assert_eq!(parse_reply(b"hello", 1, [0, 0]), Parse::NotThis);
         let rst = [0x70, 0x00, 0x12, 0x34];
-        assert!(matches!(parse_reply(&rst, 0x1234, [0xAB, 0xCD]), Parse::Done(r) if r.message_type == 3));
+        assert!(
+            matches!(parse_reply(&rst, 0x1234, [0xAB, 0xCD]), Parse::Done(r) if r.message_type == 3)
+        );
     }
 }

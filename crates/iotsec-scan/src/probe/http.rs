@@ -144,7 +144,8 @@ mod tests {
 
     #[test]
     fn parses_plain_ok_and_redirect() {
-        let ok = b"HTTP/1.1 200 OK\r\nServer: lighttpd/1.4.69\r\nContent-Type: text/html\r\n\r\n<html>";
+        let ok =
+            b"HTTP/1.1 200 OK\r\nServer: lighttpd/1.4.69\r\nContent-Type: text/html\r\n\r\n<html>";
         let Parse::Done(r) = parse_response(ok, false) else {
             panic!()
         };
@@ -169,8 +170,14 @@ mod tests {
     #[test]
     fn rejects_non_http() {
         assert_eq!(parse_response(b"SSH-2.0-x\r\n", false), Parse::NotThis);
-        assert_eq!(parse_response(b"HTTP/1.1 abc\r\n\r\n", false), Parse::NotThis);
-        assert_eq!(parse_response(b"HTTP/9 200 OK\r\n\r\n", false), Parse::NotThis);
+        assert_eq!(
+            parse_response(b"HTTP/1.1 abc\r\n\r\n", false),
+            Parse::NotThis
+        );
+        assert_eq!(
+            parse_response(b"HTTP/9 200 OK\r\n\r\n", false),
+            Parse::NotThis
+        );
     }
 
     #[test]

@@ -50,7 +50,9 @@ pub fn parse_reply(bytes: &[u8], eof: bool) -> Parse<KvReply> {
             Parse::NotThis
         };
     };
-    let first = bytes[..first_end].strip_suffix(b"\r").unwrap_or(&bytes[..first_end]);
+    let first = bytes[..first_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&bytes[..first_end]);
     if first == b"+PONG" {
         return Parse::Done(KvReply::Redis {
             access: RedisAccess::Open,
@@ -76,9 +78,15 @@ pub fn parse_reply(bytes: &[u8], eof: bool) -> Parse<KvReply> {
         // memcached: the second line answers `version`.
         let rest = &bytes[first_end + 1..];
         let Some(second_end) = rest.iter().position(|&b| b == b'\n') else {
-            return if eof { Parse::NotThis } else { Parse::Incomplete };
+            return if eof {
+                Parse::NotThis
+            } else {
+                Parse::Incomplete
+            };
         };
-        let second = rest[..second_end].strip_suffix(b"\r").unwrap_or(&rest[..second_end]);
+        let second = rest[..second_end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&rest[..second_end]);
         if let Some(v) = second.strip_prefix(b"VERSION ") {
             return Parse::Done(KvReply::Memcached {
                 version: Some(printable(v, 40)),
@@ -91,7 +99,14 @@ pub fn parse_reply(bytes: &[u8], eof: bool) -> Parse<KvReply> {
 }
 
 fn could_be(prefix: &[u8]) -> bool {
-    const STARTS: [&[u8]; 6] = [b"+PONG", b"-NOAUTH", b"-WRONGPASS", b"-DENIED", b"ERROR", b"CLIENT_ERROR"];
+    const STARTS: [&[u8]; 6] = [
+        b"+PONG",
+        b"-NOAUTH",
+        b"-WRONGPASS",
+        b"-DENIED",
+        b"ERROR",
+        b"CLIENT_ERROR",
+    ];
     STARTS.iter().any(|s| {
         let n = prefix.len().min(s.len());
         prefix[..n] == s[..n]
@@ -123,7 +138,8 @@ mod tests {
                 access: RedisAccess::AuthRequired
             })
         );
-        let denied = b"-DENIED Redis is running in protected mode because protected mode is enabled\r\n";
+        let denied =
+            b"-DENIED Redis is running in protected mode because protected mode is enabled\r\n";
         assert!(matches!(
             parse_reply(denied, true),
             Parse::Done(KvReply::Redis {

@@ -155,7 +155,11 @@ pub fn printable(bytes: &[u8], max: usize) -> String {
     let mut count = 0;
     let mut last_space = true;
     for c in text.chars() {
-        let c = if c.is_control() || c.is_whitespace() { ' ' } else { c };
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
         if c == ' ' {
             if last_space {
                 continue;
@@ -208,11 +212,27 @@ mod tests {
         ));
         // A TLS server answers plaintext with an alert.
         assert_eq!(
-            classify(Probe::Http, &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32], true),
+            classify(
+                Probe::Http,
+                &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32],
+                true
+            ),
             Parse::Done(Identified::TlsRecord)
         );
-        assert_eq!(classify(Probe::Passive, b"SSH-2.0-x", false), Parse::Incomplete);
-        assert_eq!(classify(Probe::Passive, b"SSH-2.0-x", true), Parse::Done(Identified::Banner(banner::Banner::Ssh { proto_version: "2.0".into(), software: "x".into() })));
-        assert_eq!(classify(Probe::Passive, b"\x00\x01garbage", true), Parse::NotThis);
+        assert_eq!(
+            classify(Probe::Passive, b"SSH-2.0-x", false),
+            Parse::Incomplete
+        );
+        assert_eq!(
+            classify(Probe::Passive, b"SSH-2.0-x", true),
+            Parse::Done(Identified::Banner(banner::Banner::Ssh {
+                proto_version: "2.0".into(),
+                software: "x".into()
+            }))
+        );
+        assert_eq!(
+            classify(Probe::Passive, b"\x00\x01garbage", true),
+            Parse::NotThis
+        );
     }
 }

@@ -173,9 +173,18 @@ mod tests {
 
     #[test]
     fn foreign_bytes() {
-        assert_eq!(parse_reply(b"HTTP/1.1 400 Bad Request", 0x1234), Parse::NotThis);
-        assert_eq!(parse_reply(&[0x12, 0x35, 0, 0, 0, 3, 1, 0xAB, 1], 0x1234), Parse::NotThis);
+        assert_eq!(
+            parse_reply(b"HTTP/1.1 400 Bad Request", 0x1234),
+            Parse::NotThis
+        );
+        assert_eq!(
+            parse_reply(&[0x12, 0x35, 0, 0, 0, 3, 1, 0xAB, 1], 0x1234),
+            Parse::NotThis
+        );
         assert_eq!(parse_reply(&[0x12, 0x34, 0], 0x1234), Parse::Incomplete);
-        assert_eq!(parse_reply(&[0x12, 0x34, 0, 0, 0, 0, 1, 2], 0x1234), Parse::NotThis);
+        assert_eq!(
+            parse_reply(&[0x12, 0x34, 0, 0, 0, 0, 1, 2], 0x1234),
+            Parse::NotThis
+        );
     }
 }

@@ -311,8 +311,14 @@ mod tests {
     fn incomplete_and_foreign() {
         assert_eq!(parse_connack(&[], MqttVersion::V311), Parse::Incomplete);
         assert_eq!(parse_connack(&[0x20], MqttVersion::V311), Parse::Incomplete);
-        assert_eq!(parse_connack(&[0x20, 0x02, 0x00], MqttVersion::V311), Parse::Incomplete);
-        assert_eq!(parse_connack(b"HTTP/1.1 400", MqttVersion::V311), Parse::NotThis);
+        assert_eq!(
+            parse_connack(&[0x20, 0x02, 0x00], MqttVersion::V311),
+            Parse::Incomplete
+        );
+        assert_eq!(
+            parse_connack(b"HTTP/1.1 400", MqttVersion::V311),
+            Parse::NotThis
+        );
         assert_eq!(
             parse_connack(&[0x20, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], MqttVersion::V5),
             Parse::NotThis

@@ -100,7 +100,10 @@ mod tests {
         let Parse::Done(g) = parse_greeting(&bytes) else {
             panic!()
         };
-        assert_eq!(g.negotiations, vec![(0xFD, 1), (0xFD, 31), (0xFB, 1), (0xFB, 3)]);
+        assert_eq!(
+            g.negotiations,
+            vec![(0xFD, 1), (0xFD, 31), (0xFB, 1), (0xFB, 3)]
+        );
         assert_eq!(option_name(31), "NAWS");
     }
 
@@ -121,6 +124,9 @@ mod tests {
         assert_eq!(parse_greeting(&[0xFF]), Parse::Incomplete);
         // Truncated sequences never panic.
         assert!(matches!(parse_greeting(&[0xFF, 0xFD]), Parse::Done(_)));
-        assert!(matches!(parse_greeting(&[0xFF, 0xFA, 0x18]), Parse::Done(_)));
+        assert!(matches!(
+            parse_greeting(&[0xFF, 0xFA, 0x18]),
+            Parse::Done(_)
+        ));
     }
 }

@@ -65,7 +65,11 @@ pub fn suite_name(s: u16) -> String {
 
 /// Builds a ClientHello offering at most `max_version` (TLS 1.0 or 1.1) with CBC suites,
 /// SNI for `server_name` when it is a DNS name, and the extensions old servers expect.
-pub fn legacy_client_hello(max_version: u16, server_name: Option<&str>, random: [u8; 32]) -> Vec<u8> {
+pub fn legacy_client_hello(
+    max_version: u16,
+    server_name: Option<&str>,
+    random: [u8; 32],
+) -> Vec<u8> {
     let mut ext = Vec::new();
     if let Some(name) = server_name.filter(|n| !n.is_empty() && n.len() < 256) {
         // server_name (RFC 6066 §3): list of one host_name entry. Lengths < 256 fit in u16.
@@ -79,7 +83,9 @@ pub fn legacy_client_hello(max_version: u16, server_name: Option<&str>, random: 
         ext.extend_from_slice(n);
     }
     // supported_groups: x25519, secp256r1, secp384r1 (RFC 8422 §5.1.1).
-    ext.extend_from_slice(&[0x00, 0x0A, 0x00, 0x08, 0x00, 0x06, 0x00, 0x1D, 0x00, 0x17, 0x00, 0x18]);
+    ext.extend_from_slice(&[
+        0x00, 0x0A, 0x00, 0x08, 0x00, 0x06, 0x00, 0x1D, 0x00, 0x17, 0x00, 0x18,
+    ]);
     // ec_point_formats: uncompressed.
     ext.extend_from_slice(&[0x00, 0x0B, 0x00, 0x02, 0x01, 0x00]);
     // renegotiation_info, empty (RFC 5746 §3.4).
@@ -329,13 +335,15 @@ mod tests {
     /// P-256 certificate) answering [`legacy_client_hello`]: the ServerHello record and the
     /// first bytes of the Certificate record.
     fn tls11_server_hello() -> Vec<u8> {
-        unhex(&[
-            "1603020059020000550302d34ef944c899dd89592e17ee687870519dedfdb222",
-            "9e5c4c23303fcbb6d38fdb204fa60642f0d8afbb7009bbb0ae312ef8295cad0c",
-            "2e64f9ba1101855abcafaeb4c00900000dff01000100000b0004030001021603",
-            "02017f0b00017b00017800017530",
-        ]
-        .concat())
+        unhex(
+            &[
+                "1603020059020000550302d34ef944c899dd89592e17ee687870519dedfdb222",
+                "9e5c4c23303fcbb6d38fdb204fa60642f0d8afbb7009bbb0ae312ef8295cad0c",
+                "2e64f9ba1101855abcafaeb4c00900000dff01000100000b0004030001021603",
+                "02017f0b00017b00017800017530",
+            ]
+            .concat(),
+        )
     }
 
     #[test]
@@ -410,12 +418,18 @@ mod tests {
         assert_eq!(parse_server_flight(&two), Parse::Incomplete);
         two.extend_from_slice(&[0x16, 0x03, 0x02, 0x00, b.len() as u8]);
         two.extend_from_slice(b);
-        assert!(matches!(parse_server_flight(&two), Parse::Done(ServerFlight::Hello { .. })));
+        assert!(matches!(
+            parse_server_flight(&two),
+            Parse::Done(ServerFlight::Hello { .. })
+        ));
     }
 
     #[test]
     fn non_tls_and_truncated() {
-        assert_eq!(parse_server_flight(b"SSH-2.0-OpenSSH_9.2\r\n"), Parse::NotThis);
+        assert_eq!(
+            parse_server_flight(b"SSH-2.0-OpenSSH_9.2\r\n"),
+            Parse::NotThis
+        );
         assert_eq!(parse_server_flight(b"HTTP/1.1 400 Bad"), Parse::NotThis);
         assert_eq!(parse_server_flight(&[0x16, 0x03]), Parse::Incomplete);
         assert_eq!(parse_server_flight(&[]), Parse::Incomplete);
