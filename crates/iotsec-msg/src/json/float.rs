@@ -125,7 +125,7 @@ fn slow(text: &[u8], out: &mut Vec<u8>) -> bool {
     // exact binary value, ties to even (1.3800132526897723e15 is exactly ...772.25 and prints
     // as ...772.2). core's shortest mode may pick the other neighbour on a tie, so take the
     // correctly rounded (ties-to-even) string of the same length when it round-trips too.
-    if n > 0 {
+    if n > 0 && tie_possible(abs) {
         let mut exact = StackBuf::default();
         if write!(exact, "{abs:.*e}", n - 1).is_ok() {
             let back: Option<f64> = core::str::from_utf8(exact.as_bytes())
@@ -142,6 +142,35 @@ fn slow(text: &[u8], out: &mut Vec<u8>) -> bool {
     }
     layout(neg, &digits[..n], exp + 1, out);
     true
+}
+
+/// Whether the exact value of `x` (positive, finite, nonzero) could lie exactly halfway between
+/// two 17-or-fewer-digit decimals, i.e. whether its exact decimal expansion has at most 18
+/// significant digits. `x = m * 2^e` with `m` odd: for `e >= 0` it is an integer (ties only
+/// below ~1e19); for `e < 0` it is `m * 5^-e / 10^-e`, whose significant digits number at least
+/// `(bitlen(m) - 1) * log10(2) + (-e) * log10(5)`. Typical telemetry values have 40+ digits, so
+/// the exact-formatting check is skipped for them.
+fn tie_possible(x: f64) -> bool {
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7FF) as i64;
+    let frac = bits & ((1u64 << 52) - 1);
+    let (mut m, mut e) = if biased == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1u64 << 52), biased - 1075)
+    };
+    if m == 0 {
+        return false;
+    }
+    let tz = m.trailing_zeros();
+    m >>= tz;
+    e += i64::from(tz);
+    if e >= 0 {
+        return x < 1e19;
+    }
+    let bitlen = i64::from(64 - m.leading_zeros());
+    // lower bound of the digit count, in units of 1e-5 digits
+    (bitlen - 1) * 30_103 + (-e) * 69_897 <= 19 * 100_000
 }
 
 /// Splits core's `d[.ddd]e<exp>` into digits and the exponent.

@@ -203,7 +203,8 @@ impl<'i> Doc<'_, 'i> {
         self.write_members(range, skip, out, true);
     }
 
-    /// Writes `json.dumps(d)` of the top-level object without the member `skip`.
+    /// Writes `json.dumps(d)` of the top-level object without the member `skip`. Leaves the
+    /// range in input order: call it after the last `find` on the range.
     pub(crate) fn write_root_python_without(
         &mut self,
         range: core::ops::Range<usize>,
@@ -211,18 +212,7 @@ impl<'i> Doc<'_, 'i> {
         out: &mut Vec<u8>,
     ) {
         self.c.members[range.clone()].sort_unstable_by_key(|m| m.order);
-        self.write_members(range.clone(), skip, out, false);
-        // Back to key order, so `find` keeps working on this range.
-        let Codec {
-            tape,
-            text,
-            members,
-            ..
-        } = &mut *self.c;
-        let src = self.src;
-        members[range].sort_unstable_by(|x, y| {
-            dump::key_of(tape, text, src, x.key).cmp(dump::key_of(tape, text, src, y.key))
-        });
+        self.write_members(range, skip, out, false);
     }
 
     /// Strict (v2) checks: no duplicate keys, no NaN/Infinity (literal or overflowing), no lone
