@@ -27,6 +27,7 @@ pub mod error;
 pub mod finding;
 pub mod process;
 pub mod render;
+pub mod topic;
 
 pub use error::BrokerError;
 pub use finding::{Category, Finding, Severity};
