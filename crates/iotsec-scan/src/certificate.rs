@@ -319,4 +319,63 @@ mod tests {
         assert!(inspect(b"not a certificate", 0).is_err());
         assert!(inspect(&[], 0).is_err());
     }
+
+    fn now() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn issue(
+        self_signed: bool,
+        alg: &'static rcgen::SignatureAlgorithm,
+        days: (i64, i64),
+    ) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["broker.example".to_owned(), "10.1.2.3".to_owned()])
+                .unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "broker");
+        let t = time::OffsetDateTime::now_utc();
+        params.not_before = t + time::Duration::days(days.0);
+        params.not_after = t + time::Duration::days(days.1);
+        if self_signed {
+            return params.self_signed(&key).unwrap().der().to_vec();
+        }
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "Test CA");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        params.signed_by(&key, &issuer).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn inspects_ca_issued_certificate() {
+        let der = issue(false, &rcgen::PKCS_ECDSA_P384_SHA384, (-1, 200));
+        let info = inspect(&der, now()).unwrap();
+        assert_eq!(info.subject, "CN=broker");
+        assert_eq!(info.issuer, "CN=Test CA");
+        assert!(!info.self_signed);
+        assert_eq!(info.validity, Validity::Valid);
+        assert!((198..=200).contains(&info.days_left), "{}", info.days_left);
+        assert_eq!(info.key.describe(), "EC P-384");
+        assert_eq!(info.signature_algorithm, "ecdsa-with-SHA256");
+        assert_eq!(info.san, ["DNS:broker.example", "IP:10.1.2.3"]);
+        assert!(names_host(&info, "broker.example"));
+        assert!(names_host(&info, "10.1.2.3"));
+        assert!(!names_host(&info, "127.0.0.1"));
+    }
+
+    #[test]
+    fn validity_states_and_self_signed() {
+        let expired = inspect(&issue(true, &rcgen::PKCS_ED25519, (-30, -2)), now()).unwrap();
+        assert_eq!(expired.validity, Validity::Expired);
+        assert!(expired.days_left < 0);
+        assert!(expired.self_signed);
+        assert_eq!(expired.key.describe(), "Ed25519 256");
+        assert_eq!(expired.signature_algorithm, "Ed25519");
+        let soon = inspect(&issue(false, &rcgen::PKCS_ECDSA_P256_SHA256, (-10, 5)), now()).unwrap();
+        assert_eq!(soon.validity, Validity::Expiring);
+        let future = inspect(&issue(false, &rcgen::PKCS_ECDSA_P256_SHA256, (3, 90)), now()).unwrap();
+        assert_eq!(future.validity, Validity::NotYetValid);
+    }
 }

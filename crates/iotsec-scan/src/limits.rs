@@ -22,7 +22,7 @@ pub struct FdBudget {
     pub available: usize,
 }
 
-/// Raises `RLIMIT_NOFILE`'s soft limit towards the hard limit (never above [`WANT`]) and
+/// Raises `RLIMIT_NOFILE`'s soft limit towards the hard limit (never above 65536) and
 /// returns the budget. Failure to raise is not an error: the budget is just smaller.
 pub fn raise_nofile() -> FdBudget {
     let (mut soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));

@@ -564,4 +564,27 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, want);
     }
+
+    #[test]
+    fn detects_self_connect() {
+        // A socket bound to port P connecting to 127.0.0.1:P connects to itself (TCP
+        // simultaneous open): exactly what an ephemeral source port equal to the target port
+        // produces in a sweep.
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+        nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(target)).unwrap();
+        connect(fd.as_raw_fd(), &SockaddrStorage::from(target)).unwrap();
+        assert!(matches!(settle(&fd, &target), Settled::SelfConnect));
+    }
+
+    #[test]
+    fn resource_errors_are_retried_not_fatal() {
+        assert_eq!(classify(Errno::EMFILE), Class::Resource);
+        assert_eq!(classify(Errno::ENFILE), Class::Resource);
+        assert_eq!(classify(Errno::EADDRNOTAVAIL), Class::Resource);
+        assert_eq!(classify(Errno::ECONNREFUSED), Class::Refused);
+        assert_eq!(classify(Errno::EHOSTUNREACH), Class::Unreachable);
+    }
 }
