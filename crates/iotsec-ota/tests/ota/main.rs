@@ -13,5 +13,6 @@ mod deadline;
 mod dir_store;
 mod memory;
 mod power_cut;
+mod properties;
 mod resume;
 mod supervisor;
