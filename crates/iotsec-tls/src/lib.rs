@@ -10,7 +10,8 @@
 //! Data enters as PEM (CA certificates, CRLs, certificate chains, private
 //! keys) and pin strings (`AB:CD:..` / hex fingerprints, `sha256/BASE64` SPKI
 //! pins). It leaves as rustls configurations, and — after a handshake — as a
-//! [`Rejection`] saying exactly why a peer was refused (see [`rejection`]).
+//! [`Rejection`] saying exactly why a peer was refused (see [`Rejection`] for
+//! how it survives the layers between the verifier and the caller).
 //!
 //! ```
 //! use iotsec_tls::{ClientTls, Expiry, PinSet, TrustPolicy};
@@ -45,7 +46,7 @@ mod error;
 mod identity;
 mod pem;
 mod pin;
-pub mod rejection;
+mod rejection;
 mod server;
 mod trust;
 mod validity;
@@ -62,6 +63,56 @@ pub use pin::{CertFingerprint, PinSet, SpkiPin};
 pub use rejection::{PeerCertificate, Rejection, VerifyLog};
 pub use server::{ClientAuth, server_config};
 pub use trust::{CaTrust, Expiry, PolicyKind, PolicyWarning, TrustPolicy};
+
+/// Entry points for `fuzz/` (cargo-fuzz): the parsers that see untrusted
+/// bytes. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use rustls::client::danger::ServerCertVerifier as _;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use crate::{CertFingerprint, Expiry, PinSet, PolicyKind, SpkiPin, TrustPolicy, VerifyLog};
+
+    /// Runs what a server's certificate goes through in the pin policies
+    /// (parse, pin match, validity) on arbitrary bytes.
+    pub fn certificate(der: &[u8]) {
+        let _ = crate::validity::of_certificate(der);
+        let spki = SpkiPin::of_certificate(der);
+        let mut policies = vec![TrustPolicy::Pin {
+            fingerprint: CertFingerprint::of_certificate(der),
+            expiry: Expiry::Enforce,
+        }];
+        if let Ok(pin) = spki {
+            if let Ok(pins) = PinSet::new([pin]) {
+                policies.push(TrustPolicy::Spki {
+                    pins,
+                    expiry: Expiry::Enforce,
+                });
+            }
+        }
+        let (Ok(name), cert) = (ServerName::try_from("localhost"), CertificateDer::from(der))
+        else {
+            return;
+        };
+        for policy in policies {
+            if let Ok(verifier) = crate::verifier::PolicyVerifier::new(
+                &policy,
+                &crate::provider(),
+                VerifyLog::default(),
+            ) {
+                let _ = verifier.verify_server_cert(&cert, &[], &name, &[], UnixTime::now());
+            }
+        }
+    }
+
+    /// Parses configuration text as every pin / policy form.
+    pub fn pin_text(text: &str) {
+        let _ = text.parse::<CertFingerprint>();
+        let _ = text.parse::<SpkiPin>();
+        let _ = text.parse::<PolicyKind>();
+        let _ = PinSet::parse(text.split(','));
+    }
+}
 
 /// The aws-lc-rs crypto provider every configuration of this crate uses.
 pub fn provider() -> Arc<CryptoProvider> {

@@ -327,6 +327,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn pins_round_trip(digest in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let fingerprint = CertFingerprint::from_bytes(digest);
+            for text in [
+                fingerprint.to_string(),
+                fingerprint.to_string().to_lowercase(),
+                fingerprint.to_hex(),
+                fingerprint.to_hex().to_uppercase(),
+            ] {
+                proptest::prop_assert_eq!(text.parse::<CertFingerprint>().unwrap(), fingerprint);
+            }
+            let pin = SpkiPin::from_bytes(digest);
+            proptest::prop_assert_eq!(pin.to_string().parse::<SpkiPin>().unwrap(), pin);
+        }
+
+        #[test]
+        fn pin_parsers_never_panic(text in "\\PC{0,120}") {
+            let _ = text.parse::<CertFingerprint>();
+            let _ = text.parse::<SpkiPin>();
+        }
+    }
+
     #[test]
     fn pin_set_semantics() {
         assert!(matches!(PinSet::new([]), Err(Error::NoPins)));

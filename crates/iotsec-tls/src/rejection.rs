@@ -29,6 +29,15 @@ use time::format_description::well_known::Rfc3339;
 use crate::pin::{CertFingerprint, SpkiPin};
 
 /// Why a TLS peer was refused, or why it refused us.
+///
+/// Getting it back after a failed handshake: [`Rejection::find`] on the error
+/// (it looks through `io::Error`, tokio-rustls and MQTT client wrappers for
+/// the [`rustls::Error`]), or [`crate::ClientTls::last_rejection`] when a
+/// library flattened the error into a string. Pin mismatches and bad
+/// handshake signatures travel inside rustls as
+/// `InvalidCertificate(CertificateError::Other(OtherError(Arc<Rejection>)))`;
+/// everything rustls has a variant for stays rustls' own variant, so the
+/// right TLS alert is sent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {

@@ -133,6 +133,7 @@ fn digits(text: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
@@ -190,6 +191,42 @@ mod tests {
                 not_after: 2_524_607_999
             })
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn times_round_trip(
+            year in 1950i32..=9999,
+            month in 1u8..=12,
+            day in 1u8..=28,
+            (hour, minute, second) in (0u8..24, 0u8..60, 0u8..60),
+            utc in proptest::bool::ANY,
+        ) {
+            let utc = utc && year < 2050;
+            let text = if utc {
+                format!("{:02}{month:02}{day:02}{hour:02}{minute:02}{second:02}Z", year % 100)
+            } else {
+                format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}Z")
+            };
+            let tag = if utc { UTC_TIME } else { GENERALIZED_TIME };
+            let expected = PrimitiveDateTime::new(
+                Date::from_calendar_date(year, Month::try_from(month).unwrap(), day).unwrap(),
+                Time::from_hms(hour, minute, second).unwrap(),
+            )
+            .assume_utc()
+            .unix_timestamp()
+            .max(0) as u64;
+            let der = cert((tag, text.as_bytes()), (GENERALIZED_TIME, b"99991231235959Z"), true);
+            proptest::prop_assert_eq!(
+                of_certificate(&der).map(|v| v.not_before),
+                Some(expected)
+            );
+        }
+
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = of_certificate(&bytes);
+        }
     }
 
     #[test]
