@@ -82,13 +82,13 @@ pub mod fuzzing {
             fingerprint: CertFingerprint::of_certificate(der),
             expiry: Expiry::Enforce,
         }];
-        if let Ok(pin) = spki {
-            if let Ok(pins) = PinSet::new([pin]) {
-                policies.push(TrustPolicy::Spki {
-                    pins,
-                    expiry: Expiry::Enforce,
-                });
-            }
+        if let Ok(pin) = spki
+            && let Ok(pins) = PinSet::new([pin])
+        {
+            policies.push(TrustPolicy::Spki {
+                pins,
+                expiry: Expiry::Enforce,
+            });
         }
         let (Ok(name), cert) = (ServerName::try_from("localhost"), CertificateDer::from(der))
         else {

@@ -207,10 +207,9 @@ impl Rejection {
             if let Some(inner) = error
                 .downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref())
+                && let Some(found) = Rejection::find(inner)
             {
-                if let Some(found) = Rejection::find(inner) {
-                    return Some(found);
-                }
+                return Some(found);
             }
             next = error.source();
         }
