@@ -280,3 +280,113 @@ impl ProgressLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use iotsec_scan::probe::mqtt::ConnectOutcome;
+    use iotsec_scan::report::{MqttService, PortReport, Service, TcpSummary, Transport};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(argv: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("scan").chain(argv.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn refuses_broadcast_multicast_and_empty_port_lists() {
+        for target in ["255.255.255.255", "224.0.0.251", "ff02::1"] {
+            let err = validate(&args(&[target])).unwrap_err().to_string();
+            assert!(err.contains("refusing"), "{err}");
+        }
+        let err = validate(&args(&["127.0.0.1", "--ports", "80", "--exclude", "1-100"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no ports"), "{err}");
+        assert!(
+            Cli::try_parse_from(["scan"]).is_err(),
+            "there is no default target"
+        );
+        assert!(Cli::try_parse_from(["scan", "127.0.0.1", "--fail-on", "severe"]).is_err());
+    }
+
+    #[test]
+    fn validates_options() {
+        let c = validate(&args(&[
+            "127.0.0.1",
+            "--ports",
+            "iot",
+            "--exclude",
+            "22",
+            "--timeout-ms",
+            "300",
+            "--udp",
+            "--no-probe",
+        ]))
+        .unwrap();
+        assert!(c.ports.contains(1883) && !c.ports.contains(22));
+        assert_eq!(c.timeout, Duration::from_millis(300));
+        assert_eq!(c.udp_ports.as_slice(), &[5683]);
+        assert_eq!(c.identify, Identify::SweepOnly);
+        assert!(validate(&args(&["127.0.0.1", "--concurrency", "0"])).is_err());
+    }
+
+    #[test]
+    fn renders_table_then_findings() {
+        let target = Target::resolve("127.0.0.1").unwrap();
+        let ports = vec![PortReport {
+            port: 1883,
+            transport: Transport::Tcp,
+            service: Service::Mqtt(MqttService {
+                v311: Some(ConnectOutcome::Accepted),
+                v5: None,
+            }),
+            tls: None,
+            binding: None,
+            elapsed_ms: 3,
+        }];
+        let findings = iotsec_scan::assess::assess(&target, &ports, None);
+        let report = ScanReport {
+            target: "127.0.0.1".into(),
+            address: target.ip,
+            local: true,
+            started: String::new(),
+            duration_ms: 250,
+            tcp: TcpSummary {
+                scanned: 65535,
+                open: 1,
+                closed: 65534,
+                filtered: 0,
+                ..TcpSummary::default()
+            },
+            udp_probed: 0,
+            ports,
+            findings,
+        };
+        let mut out = Vec::new();
+        render(&report, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("65535 TCP ports in 0.25 s: 1 open, 65534 closed"));
+        assert!(
+            lines[2].starts_with("PORT      STATE  SERVICE  DETAILS"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("1883/tcp  open   mqtt     MQTT 3.1.1: anonymous access accepted"),
+            "{text}"
+        );
+        let findings_at = text.find("FINDINGS (2)").unwrap();
+        assert!(
+            text[findings_at..].contains("HIGH      SCAN-MQTT-ANON  127.0.0.1:1883/tcp"),
+            "{text}"
+        );
+    }
+}
