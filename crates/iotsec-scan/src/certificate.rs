@@ -333,7 +333,9 @@ mod tests {
         let mut params =
             rcgen::CertificateParams::new(vec!["broker.example".to_owned(), "10.1.2.3".to_owned()])
                 .unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "broker");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "broker");
         let t = time::OffsetDateTime::now_utc();
         params.not_before = t + time::Duration::days(days.0);
         params.not_after = t + time::Duration::days(days.1);
@@ -343,7 +345,8 @@ mod tests {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "Test CA");
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Test CA");
         let issuer = rcgen::Issuer::new(ca, ca_key);
         params.signed_by(&key, &issuer).unwrap().der().to_vec()
     }
@@ -373,9 +376,17 @@ mod tests {
         assert!(expired.self_signed);
         assert_eq!(expired.key.describe(), "Ed25519 256");
         assert_eq!(expired.signature_algorithm, "Ed25519");
-        let soon = inspect(&issue(false, &rcgen::PKCS_ECDSA_P256_SHA256, (-10, 5)), now()).unwrap();
+        let soon = inspect(
+            &issue(false, &rcgen::PKCS_ECDSA_P256_SHA256, (-10, 5)),
+            now(),
+        )
+        .unwrap();
         assert_eq!(soon.validity, Validity::Expiring);
-        let future = inspect(&issue(false, &rcgen::PKCS_ECDSA_P256_SHA256, (3, 90)), now()).unwrap();
+        let future = inspect(
+            &issue(false, &rcgen::PKCS_ECDSA_P256_SHA256, (3, 90)),
+            now(),
+        )
+        .unwrap();
         assert_eq!(future.validity, Validity::NotYetValid);
     }
 }

@@ -570,9 +570,19 @@ mod tests {
         // A socket bound to port P connecting to 127.0.0.1:P connects to itself (TCP
         // simultaneous open): exactly what an ephemeral source port equal to the target port
         // produces in a sweep.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
         setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
         nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(target)).unwrap();
         connect(fd.as_raw_fd(), &SockaddrStorage::from(target)).unwrap();
@@ -586,5 +596,50 @@ mod tests {
         assert_eq!(classify(Errno::EADDRNOTAVAIL), Class::Resource);
         assert_eq!(classify(Errno::ECONNREFUSED), Class::Refused);
         assert_eq!(classify(Errno::EHOSTUNREACH), Class::Unreachable);
+    }
+
+    #[test]
+    fn unanswered_connects_are_filtered_after_the_timeout() {
+        // A listener whose accept queue is full drops SYNs: the connect stays pending. The
+        // inline wait expires, the socket moves to epoll, and its deadline marks it filtered,
+        // while the other ports are still found.
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        nix::sys::socket::bind(
+            fd.as_raw_fd(),
+            &SockaddrStorage::from(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+        )
+        .unwrap();
+        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+        let full =
+            to_socket_addr(&getsockname::<SockaddrStorage>(fd.as_raw_fd()).unwrap()).unwrap();
+        // Fill the accept queue (backlog 0 admits one).
+        let mut fillers = Vec::new();
+        for _ in 0..2 {
+            if let Ok(s) = std::net::TcpStream::connect_timeout(&full, Duration::from_millis(200)) {
+                fillers.push(s);
+            }
+        }
+        let open = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        let out = sweep(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            &[full.port(), open_port],
+            SweepConfig {
+                window: 8,
+                timeout: Duration::from_millis(300),
+            },
+            |_| {},
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(out.filtered, vec![full.port()]);
+        assert_eq!(out.open, vec![open_port]);
+        assert!(out.stats.max_in_flight >= 1);
     }
 }
