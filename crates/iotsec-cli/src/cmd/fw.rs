@@ -376,6 +376,17 @@ fn rejected(err: &OtaError) -> Outcome {
     Outcome::Failed
 }
 
+/// A detached manifest given without its image reads as "0 bytes of image": say so.
+fn hint_detached(err: OtaError, image: Option<&Path>) -> OtaError {
+    match err {
+        OtaError::ImageTruncated { actual: 0, .. } if image.is_none() => OtaError::Invalid {
+            what: "input",
+            reason: "this is a detached manifest: pass its image with --image IMG",
+        },
+        other => other,
+    }
+}
+
 fn read_trust(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
     paths
         .iter()
@@ -532,13 +543,15 @@ fn verify(
     let keys = KeySet::factory(read_trust(trust)?)?;
     let hw = hw.map(HardwareId::new).transpose().context("--hw")?;
     let source = image.map_or(ImageSource::Bundled, ImageSource::Detached);
-    let result = verify_file(file, source, &keys).and_then(|signed| match &hw {
-        Some(hw) if *hw != signed.manifest().hardware_id => Err(OtaError::WrongHardware {
-            device: hw.to_string(),
-            offered: signed.manifest().hardware_id.to_string(),
-        }),
-        _ => Ok(signed),
-    });
+    let result = verify_file(file, source, &keys)
+        .map_err(|e| hint_detached(e, image))
+        .and_then(|signed| match &hw {
+            Some(hw) if *hw != signed.manifest().hardware_id => Err(OtaError::WrongHardware {
+                device: hw.to_string(),
+                offered: signed.manifest().hardware_id.to_string(),
+            }),
+            _ => Ok(signed),
+        });
     match verdict(result)? {
         Ok(signed) => {
             if json {
@@ -661,7 +674,8 @@ fn install(
     };
     let mut engine = Engine::open(store, Config::new(hardware_id))?;
     let source = image.map_or(ImageSource::Bundled, ImageSource::Detached);
-    match verdict(install_file(&mut engine, file, source, &keys, now_ms()))? {
+    let result = install_file(&mut engine, file, source, &keys, now_ms());
+    match verdict(result.map_err(|e| hint_detached(e, image)))? {
         Ok(manifest) => {
             let slot = match engine.state() {
                 UpdateState::TrialPending { slot } => slot.to_string(),
