@@ -75,8 +75,8 @@ pub fn audit(config: &Config) -> Vec<Finding> {
     for l in &config.listeners {
         audit_listener(config, l, &mut sink);
     }
-    if let Some(d) = config.global("log_dest") {
-        if d.value.trim() == "none" {
+    if let Some(d) = config.global("log_dest")
+        && d.value.trim() == "none" {
             sink.push(
                 "BRK-LOG-NONE",
                 Severity::Low,
@@ -87,7 +87,6 @@ pub fn audit(config: &Config) -> Vec<Finding> {
                 "log to a file or syslog (`log_dest file /var/log/mosquitto/mosquitto.log`) so connection attempts can be investigated",
             );
         }
-    }
     let mut findings = sink.0;
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     findings
@@ -221,9 +220,9 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
     }
     if let Some(d) = l.option("keyfile") {
         let path = conf::resolve(&config.path, &d.value);
-        if missing_file(&config.path, d, sink) {
-            if let Ok(meta) = std::fs::metadata(&path) {
-                if meta.permissions().mode() & 0o004 != 0 {
+        if missing_file(&config.path, d, sink)
+            && let Ok(meta) = std::fs::metadata(&path)
+                && meta.permissions().mode() & 0o004 != 0 {
                     sink.push(
                         "BRK-KEY-PERMS",
                         Severity::High,
@@ -234,8 +233,6 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
                         "chmod 0640 and chgrp mosquitto (or 0600 when the broker does not run as root)",
                     );
                 }
-            }
-        }
     }
 }
 
@@ -313,8 +310,8 @@ fn audit_password_file(config: &Path, d: &conf::Directive, sink: &mut Sink) {
             );
         }
     }
-    if let Ok(meta) = std::fs::metadata(&path) {
-        if meta.permissions().mode() & 0o004 != 0 {
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.permissions().mode() & 0o004 != 0 {
             sink.push(
                 "BRK-PASSWD-PERMS",
                 Severity::High,
@@ -329,7 +326,6 @@ fn audit_password_file(config: &Path, d: &conf::Directive, sink: &mut Sink) {
                 "chmod 0640 and chgrp mosquitto",
             );
         }
-    }
 }
 
 #[cfg(test)]

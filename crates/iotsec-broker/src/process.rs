@@ -146,15 +146,14 @@ impl BrokerProcess {
     fn wait_ready(&mut self, within: Duration) -> Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
                     return Err(BrokerError::StartFailed(format!(
                         "mosquitto exited with {status}{}",
                         tail(&self.log_text())
                     )));
                 }
-            }
             // Our own broker's port: connecting to it is how we know it listens.
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());

@@ -53,8 +53,9 @@ pub fn split(topic: &str) -> Option<(&str, &str)> {
     topic.strip_prefix("devices/")?.split_once('/')
 }
 
-/// Largest number of ranges one ack carries (bounds the payload and the parser).
-pub const MAX_ACK_RANGES: usize = 512;
+/// Largest number of ranges one ack carries: bounds the payload (about 5 KiB at most, under
+/// the 10 KiB default incoming packet limit of MQTT clients) and the parser.
+pub const MAX_ACK_RANGES: usize = 128;
 
 /// "These sequence numbers of yours are stored": sent by the ingest after each commit, as
 /// inclusive ranges, e.g. `{"ack":[[1,40],[42,42]]}`. A device removes exactly these readings
@@ -127,11 +128,10 @@ impl Ack {
             if lo > hi {
                 return None;
             }
-            if let Some(&(_, prev_hi)) = ranges.last() {
-                if lo <= prev_hi {
+            if let Some(&(_, prev_hi)) = ranges.last()
+                && lo <= prev_hi {
                     return None;
                 }
-            }
             ranges.push((lo, hi));
         }
         Some(Ack { ranges })

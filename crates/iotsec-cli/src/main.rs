@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,10 @@ enum Command {
     Fw(cmd::fw::Args),
     /// IoT-aware exposure scanner for hosts you own.
     Scan(cmd::scan::Args),
+    /// Device provisioning and management: add, list, revoke.
+    Device(cmd::device::Args),
+    /// The ingest: verify, store and count every device message.
+    Serve(cmd::serve::Args),
     /// Bring up the whole secured stack locally (PKI, hardened broker, ...).
     Up(cmd::up::Args),
 }
@@ -74,6 +79,8 @@ fn main() -> ExitCode {
         Command::Fw(args) => cmd::fw::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Up(args) => cmd::up::run(args),
+        Command::Device(args) => cmd::device::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

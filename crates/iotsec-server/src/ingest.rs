@@ -38,19 +38,49 @@ pub enum Verdict {
     Accept(Reading),
     /// Rejected: store the rejection and count it.
     Reject(Rejection),
-    /// Refused by the replay window, but it may be a redelivery of a stored message (the
-    /// transport flagged it as redelivered): the shell checks storage; if `digest` matches the
-    /// stored reading it is dropped quietly, otherwise `rejection` is recorded.
-    MaybeRedelivered {
+    /// Validly signed but refused by the replay window (`replayed` / `stale`): the shell
+    /// looks up what is stored under `(device, seq)` and decides with [`classify_seen`].
+    Seen {
         /// Device.
         device: String,
         /// Sequence number.
         seq: u64,
         /// SHA-256 of the message bytes.
         digest: String,
-        /// What to record if it is not a redelivery.
+        /// The transport flagged it as a redelivery (MQTT DUP).
+        redelivered: bool,
+        /// What to record if it is a replay.
         rejection: Rejection,
     },
+}
+
+/// What a [`Verdict::Seen`] message turns out to be, given the digest stored under its
+/// `(device, seq)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeenKind {
+    /// Nothing stored under that seq: a genuine replay / stale message. Record the rejection.
+    Replay,
+    /// The very bytes already stored, flagged as an MQTT redelivery: drop quietly, ack.
+    Redelivery,
+    /// A valid copy of a stored seq signed again (new `ts`): the device retransmitting a
+    /// reading whose ack it did not get. Only the device key can produce it. Drop quietly, ack.
+    Retransmission,
+}
+
+/// Classifies a seen message. A byte-identical copy that is not flagged as a redelivery is a
+/// replay: an attacker who captured a message can resend its bytes but cannot re-sign it.
+pub fn classify_seen(stored_digest: Option<&str>, digest: &str, redelivered: bool) -> SeenKind {
+    match stored_digest {
+        None => SeenKind::Replay,
+        Some(d) if d == digest => {
+            if redelivered {
+                SeenKind::Redelivery
+            } else {
+                SeenKind::Replay
+            }
+        }
+        Some(_) => SeenKind::Retransmission,
+    }
 }
 
 /// The ingest core.
@@ -103,11 +133,10 @@ impl<K: KeyLookup> Ingest<K> {
 
     /// Seeds a device's replay window with the newest seq already stored (start-up).
     pub fn seed(&mut self, id: &str, newest_seq: u64) {
-        if let Some(d) = self.devices.get_mut(id) {
-            if d.state.window.check(newest_seq).is_ok() {
+        if let Some(d) = self.devices.get_mut(id)
+            && d.state.window.check(newest_seq).is_ok() {
                 d.state.window.accept(newest_seq);
             }
-        }
     }
 
     /// Judges one message received on `topic` at `now_ms`. `redelivered` is the transport's
@@ -160,19 +189,63 @@ impl<K: KeyLookup> Ingest<K> {
                     sig: digest,
                 })
             }
-            Err(iotsec_msg::Error::Replayed { seq }) if redelivered => Verdict::MaybeRedelivered {
+            Err(
+                e @ (iotsec_msg::Error::Replayed { seq } | iotsec_msg::Error::Stale { seq, .. }),
+            ) => Verdict::Seen {
                 device: device_id.to_owned(),
                 seq,
                 digest: digest(msg),
+                redelivered,
                 rejection: Rejection {
                     received_ms: now_ms,
                     device: Some(device_id.to_owned()),
-                    reason: "replayed".into(),
+                    reason: e.code().to_owned(),
                     size: msg.len(),
                 },
             },
             Err(e) => reject(Some(device_id), e.code()),
         }
+    }
+}
+
+impl<K: KeyLookup> Ingest<K> {
+    /// Judges a status message on `devices/<id>/status` (signed like telemetry; it consumes a
+    /// sequence number). Returns the device and the verified payload, or the rejection.
+    pub fn handle_status(
+        &mut self,
+        topic: &str,
+        msg: &[u8],
+        now_ms: i64,
+    ) -> Result<(String, String), Rejection> {
+        let reject = |device: Option<&str>, reason: &str| Rejection {
+            received_ms: now_ms,
+            device: device.map(str::to_owned),
+            reason: reason.to_owned(),
+            size: msg.len(),
+        };
+        let device_id = topic_device(topic, "status").ok_or_else(|| reject(None, "bad_topic"))?;
+        let device = self
+            .devices
+            .get_mut(device_id)
+            .ok_or_else(|| reject(Some(device_id), "unregistered_device"))?;
+        if device.registration == Registration::Revoked {
+            return Err(reject(Some(device_id), "revoked_device"));
+        }
+        self.payload.clear();
+        self.verifier
+            .verify(
+                msg,
+                device_id,
+                now_ms,
+                &mut self.keys,
+                &mut device.state,
+                &mut self.payload,
+            )
+            .map_err(|e| reject(Some(device_id), e.code()))?;
+        Ok((
+            device_id.to_owned(),
+            String::from_utf8_lossy(&self.payload).into_owned(),
+        ))
     }
 }
 
@@ -218,7 +291,7 @@ mod tests {
 
     fn reason(v: &Verdict) -> &str {
         match v {
-            Verdict::Reject(r) => &r.reason,
+            Verdict::Reject(r) | Verdict::Seen { rejection: r, .. } => &r.reason,
             other => panic!("not a rejection: {other:?}"),
         }
     }
@@ -249,17 +322,52 @@ mod tests {
     }
 
     #[test]
-    fn redelivery_is_deferred_to_storage() {
+    fn seen_messages_are_classified_against_storage() {
         let mut i = ingest();
         let m = signed("dev-a", 1, &master());
-        assert!(matches!(
-            i.handle("devices/dev-a/telemetry", &m, false, NOW),
-            Verdict::Accept(_)
-        ));
-        assert!(matches!(
-            i.handle("devices/dev-a/telemetry", &m, true, NOW),
-            Verdict::MaybeRedelivered { seq: 1, .. }
-        ));
+        let Verdict::Accept(stored) = i.handle("devices/dev-a/telemetry", &m, false, NOW) else {
+            panic!()
+        };
+        let Verdict::Seen {
+            digest,
+            redelivered,
+            ..
+        } = i.handle("devices/dev-a/telemetry", &m, true, NOW)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            classify_seen(Some(&stored.sig), &digest, redelivered),
+            SeenKind::Redelivery
+        );
+        assert_eq!(
+            classify_seen(Some(&stored.sig), &digest, false),
+            SeenKind::Replay
+        );
+        assert_eq!(classify_seen(None, &digest, true), SeenKind::Replay);
+        // the device re-signs seq 1 with a new ts: a retransmission
+        let kid = Kid::new(DeviceId::new("dev-a").unwrap(), 1);
+        let key = MsgKey::new(derive_device_key(&master(), &kid).expose()).unwrap();
+        let mut again = Vec::new();
+        Signer::new(key)
+            .sign_v2(
+                br#"{"temp": 21.5}"#,
+                &Envelope {
+                    kid,
+                    ts: NOW + 5,
+                    seq: 1,
+                },
+                &mut again,
+            )
+            .unwrap();
+        let Verdict::Seen { digest, .. } = i.handle("devices/dev-a/telemetry", &again, false, NOW)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            classify_seen(Some(&stored.sig), &digest, false),
+            SeenKind::Retransmission
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! One module per `iotsec` subcommand.
 
 pub mod broker;
+pub mod device;
 pub mod foreground;
 pub mod fw;
 pub mod msg;
 pub mod pki;
 pub mod scan;
+pub mod serve;
 pub mod up;

@@ -3,6 +3,8 @@
 
 mod broker;
 mod pki;
+mod stack;
+mod transport;
 mod up;
 
 use std::path::Path;

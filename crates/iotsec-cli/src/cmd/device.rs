@@ -1,0 +1,174 @@
+//! `iotsec device`: provisioning and fleet management (add, list, revoke).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use iotsec_server::ServerConfig;
+use iotsec_server::provision::{self, AddOptions, BundlePolicy};
+use iotsec_server::store::Storage;
+
+use crate::Outcome;
+
+/// Arguments of `iotsec device`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Issue a device's certificate and message key, register it, and write its bundle.
+    Add {
+        /// Device id.
+        id: String,
+        /// Server configuration (its [provision] section names the PKI).
+        #[arg(long, default_value = "server.toml")]
+        config: PathBuf,
+        /// Accept v1 messages (fleet key) from this device until it sends v2.
+        #[arg(long)]
+        legacy: bool,
+        /// Message key version.
+        #[arg(long, default_value_t = 1)]
+        key_version: u32,
+        /// How the device trusts the broker.
+        #[arg(long, value_enum, default_value = "ca")]
+        policy: Policy,
+        /// `host:port` the device connects to (default: the server's broker).
+        #[arg(long)]
+        broker: Option<String>,
+        /// Bundle directory (default: `<bundles>/<id>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List registered devices: status, last seen, firmware, accepted / rejected counts.
+    List {
+        /// Server configuration.
+        #[arg(long, default_value = "server.toml")]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: CRL, broker reload, registry status.
+    Revoke {
+        /// Device id.
+        id: String,
+        /// Server configuration.
+        #[arg(long, default_value = "server.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Policy {
+    Ca,
+    Pin,
+    Spki,
+    #[value(name = "ca+spki")]
+    CaSpki,
+}
+
+/// Runs `iotsec device`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    match args.command {
+        Command::Add {
+            id,
+            config,
+            legacy,
+            key_version,
+            policy,
+            broker,
+            out,
+        } => {
+            let config = ServerConfig::load(&config)?;
+            let mut store = config.open_storage()?;
+            let added = provision::add(
+                &config,
+                &mut store,
+                &AddOptions {
+                    id: id.clone(),
+                    legacy,
+                    key_version,
+                    policy: match policy {
+                        Policy::Ca => BundlePolicy::Ca,
+                        Policy::Pin => BundlePolicy::Pin,
+                        Policy::Spki => BundlePolicy::Spki,
+                        Policy::CaSpki => BundlePolicy::CaSpki,
+                    },
+                    broker,
+                    out,
+                },
+            )?;
+            println!("registered {id} (certificate serial {})", added.serial);
+            println!(
+                "bundle: {} (device.toml, device.crt, device.key, ca.crt, msg.key, pins.txt)",
+                added.bundle.display()
+            );
+            println!(
+                "on the device: iotsec device run --config {}/device.toml",
+                added.bundle.display()
+            );
+        }
+        Command::List { config, json } => {
+            let config = ServerConfig::load(&config)?;
+            let mut store = config.open_storage()?;
+            let devices = store.devices()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else {
+                println!(
+                    "{:<24} {:<8} {:<24} {:<10} {:>9} {:>9}",
+                    "ID", "STATUS", "LAST SEEN (UTC)", "FIRMWARE", "ACCEPTED", "REJECTED"
+                );
+                for d in devices {
+                    let seen = d
+                        .last_seen_ms
+                        .and_then(|ms| {
+                            time::OffsetDateTime::from_unix_timestamp_nanos(
+                                i128::from(ms) * 1_000_000,
+                            )
+                            .ok()
+                        })
+                        .map(|t| {
+                            format!(
+                                "{} {:02}:{:02}:{:02}",
+                                t.date(),
+                                t.hour(),
+                                t.minute(),
+                                t.second()
+                            )
+                        })
+                        .unwrap_or_else(|| "never".into());
+                    println!(
+                        "{:<24} {:<8} {:<24} {:<10} {:>9} {:>9}",
+                        d.id,
+                        d.status,
+                        seen,
+                        d.firmware.as_deref().unwrap_or("-"),
+                        d.accepted,
+                        d.rejected
+                    );
+                }
+            }
+        }
+        Command::Revoke { id, config } => {
+            let config = ServerConfig::load(&config)?;
+            let mut store = config.open_storage()?;
+            let revoked = provision::revoke(&config, &mut store, &id)?;
+            println!(
+                "revoked {id} (serial {}); CRL re-signed",
+                revoked.serials.join(", ")
+            );
+            match revoked.reloaded {
+                Some(pid) => {
+                    println!("broker reloaded (pid {pid}): {id} is refused from its next handshake")
+                }
+                None => {
+                    println!("no running broker to reload; the new CRL applies at its next start")
+                }
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}

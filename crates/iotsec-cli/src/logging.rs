@@ -1,0 +1,13 @@
+//! Log output of long-running subcommands: tracing to stderr, level from `RUST_LOG`
+//! (default `info`). Keys and tokens are never passed to the logger.
+
+/// Installs the subscriber (idempotent).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,386 @@
+//! The ingest service: the async shell around [`crate::ingest::Ingest`] and [`crate::store`].
+//!
+//! One task polls the MQTT event loop and forwards events; the main task batches incoming
+//! PUBLISHes (up to `batch_max` or `batch_ms`), judges them, commits the batch to storage in
+//! one transaction on a blocking thread, and only then sends the MQTT PUBACKs (in arrival
+//! order, never across a reconnect) and the end-to-end [`Ack`]s to the devices. A crash at any
+//! point loses nothing: uncommitted messages are redelivered by the broker (persistent
+//! session), committed ones are dropped as duplicates by the unique `(device, seq)`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use iotsec_broker::topic::{self, Ack};
+use iotsec_msg::MsgKey;
+use iotsec_msg::v2::{Keyring, Policy};
+use iotsec_tls::{CaTrust, ClientTls, Identity, TrustPolicy};
+use rumqttc::{
+    AckMode, AsyncClient, Event, EventLoop, Incoming, MqttOptions, Publish, QoS, SessionMode,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::mpsc;
+
+use crate::config::ServerConfig;
+use crate::error::{Result, ServerError};
+use crate::ingest::{Ingest, Registration, SeenKind, Verdict, classify_seen};
+use crate::store::{Batch, Inserted, Rejection, Storage};
+
+/// Largest MQTT packet the ingest reads; at least the broker's `max_packet_size`.
+pub const MAX_PACKET: usize = 1024 * 1024;
+
+/// Counters of one ingest process (also logged).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Readings stored.
+    pub stored: u64,
+    /// Repeats dropped quietly (MQTT redelivery, device retransmission, duplicate key).
+    pub duplicates: u64,
+    /// Messages rejected.
+    pub rejected: u64,
+}
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Loads the message keys named by the config.
+pub fn keyring(config: &ServerConfig) -> Result<Keyring> {
+    let master = iotsec_msg::keyfile::read(&config.master_key)
+        .map_err(|e| ServerError::Config(format!("{}: {e}", config.master_key.display())))?;
+    let mut ring = Keyring::new(master, config.key_versions.clone());
+    if let Some(path) = &config.legacy_key {
+        let k = iotsec_msg::keyfile::read(path)
+            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        let key = MsgKey::new(k.expose())
+            .map_err(|_| ServerError::Config(format!("{}: unusable key", path.display())))?;
+        ring = ring.with_legacy_key(key);
+    }
+    Ok(ring)
+}
+
+/// The rustls configuration the ingest connects with: the broker must chain to the CA and
+/// match `broker.host`; the client identity is the service certificate.
+pub fn tls(config: &ServerConfig) -> Result<ClientTls> {
+    let tls_err = |e: iotsec_tls::Error| ServerError::Config(e.to_string());
+    let trust = CaTrust::from_pem_file(&config.ca).map_err(tls_err)?;
+    let identity = Identity::from_pem_files(&config.cert, &config.key).map_err(tls_err)?;
+    ClientTls::new(&TrustPolicy::Ca(trust), Some(&identity)).map_err(tls_err)
+}
+
+type Shared = Arc<Mutex<Box<dyn Storage>>>;
+
+fn lock(store: &Shared) -> std::sync::MutexGuard<'_, Box<dyn Storage>> {
+    // A panic while holding the lock cannot leave a half transaction (SQLite rolls back), so a
+    // poisoned lock is still usable.
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Shared,
+    f: impl FnOnce(&mut dyn Storage) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let mut guard = lock(&store);
+        f(guard.as_mut())
+    })
+    .await
+    .map_err(|e| ServerError::Storage(format!("storage task failed: {e}")))?
+}
+
+async fn refresh_registry(store: &Shared, ingest: &mut Ingest<Keyring>) -> Result<()> {
+    let devices = blocking(store, |s| s.devices()).await?;
+    for d in devices {
+        let reg = if d.status == "revoked" {
+            Registration::Revoked
+        } else {
+            Registration::Active
+        };
+        ingest.register(&d.id, d.legacy, reg);
+    }
+    Ok(())
+}
+
+/// One received PUBLISH waiting for its batch to commit.
+struct Pending {
+    publish: Publish,
+    generation: u64,
+}
+
+/// What the commit decided for one message, for the e2e ack.
+enum Outcome {
+    Ack { device: String, seq: u64 },
+    None,
+}
+
+/// Runs the ingest until `shutdown` resolves. Returns the counters.
+pub async fn run(
+    config: ServerConfig,
+    storage: Box<dyn Storage>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Stats> {
+    let store: Shared = Arc::new(Mutex::new(storage));
+    let policy = Policy {
+        max_skew_ms: config.max_skew_ms,
+        ..Policy::default()
+    };
+    let mut ingest = Ingest::new(keyring(&config)?, policy);
+    refresh_registry(&store, &mut ingest).await?;
+    for (device, seq) in blocking(&store, |s| s.newest_seqs()).await? {
+        ingest.seed(&device, seq);
+    }
+    let tls = tls(&config)?;
+
+    let mut options = MqttOptions::new(
+        config.client_id.clone(),
+        (config.broker_host.clone(), config.broker_port),
+    );
+    options
+        .set_keep_alive(30)
+        // Accept anything the broker accepts (its max_packet_size is 256 KiB): a message too
+        // large for the verifier must be rejected and counted, not kill the connection (which
+        // would make the broker redeliver it forever).
+        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+        .set_session_mode(SessionMode::Persistent)
+        .set_ack_mode(AckMode::Manual)
+        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.config(),
+        )));
+    let (client, eventloop) = AsyncClient::builder(options).capacity(4096).build();
+    let (tx, mut rx) = mpsc::channel::<Event>(4096);
+    let poller = tokio::spawn(poll(eventloop, tx));
+
+    let mut stats = Stats::default();
+    let mut generation = 0u64;
+    let mut batch: Vec<Pending> = Vec::new();
+    let batch_wait = Duration::from_millis(config.batch_ms);
+    let mut registry_tick = tokio::time::interval(Duration::from_secs(2));
+    tokio::pin!(shutdown);
+    let mut deadline: Option<tokio::time::Instant> = None;
+
+    loop {
+        let flush_at = deadline;
+        tokio::select! {
+            () = &mut shutdown => break,
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    Event::Incoming(Incoming::ConnAck(ack)) => {
+                        generation += 1;
+                        // Acks owed on the old connection must not be sent on the new one; the
+                        // broker redelivers those messages.
+                        batch.clear();
+                        deadline = None;
+                        tracing::info!(session_present = ack.session_present, "connected to the broker");
+                        for leaf in ["telemetry", "status"] {
+                            let filter = topic::ingest_filter(leaf, config.share_group.as_deref());
+                            client
+                                .subscribe(filter, QoS::AtLeastOnce)
+                                .await
+                                .map_err(|e| ServerError::Broker(e.to_string()))?;
+                        }
+                    }
+                    Event::Incoming(Incoming::Publish(publish)) => {
+                        batch.push(Pending { publish, generation });
+                        if deadline.is_none() {
+                            deadline = Some(tokio::time::Instant::now() + batch_wait);
+                        }
+                        if batch.len() >= config.batch_max {
+                            flush(&mut batch, &mut ingest, &store, &client, generation, &mut stats).await?;
+                            deadline = None;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            () = async { if let Some(d) = flush_at { tokio::time::sleep_until(d).await } else { std::future::pending().await } } => {
+                flush(&mut batch, &mut ingest, &store, &client, generation, &mut stats).await?;
+                deadline = None;
+            }
+            _ = registry_tick.tick() => {
+                refresh_registry(&store, &mut ingest).await?;
+            }
+        }
+    }
+    flush(
+        &mut batch,
+        &mut ingest,
+        &store,
+        &client,
+        generation,
+        &mut stats,
+    )
+    .await?;
+    let _ = client.disconnect().await;
+    poller.abort();
+    Ok(stats)
+}
+
+async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Event>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match eventloop.poll().await {
+            Ok(ev) => {
+                backoff = Duration::from_millis(200);
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "broker connection lost; reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn flush(
+    batch: &mut Vec<Pending>,
+    ingest: &mut Ingest<Keyring>,
+    store: &Shared,
+    client: &AsyncClient,
+    generation: u64,
+    stats: &mut Stats,
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut verdicts = Vec::with_capacity(batch.len());
+    let mut status_updates = Vec::new();
+    let mut status_rejections = Vec::new();
+    for p in batch.iter() {
+        let topic = String::from_utf8_lossy(&p.publish.topic).into_owned();
+        if topic.ends_with("/status") {
+            match ingest.handle_status(&topic, &p.publish.payload, now) {
+                Ok((device, payload)) => status_updates.push((device, payload)),
+                Err(r) => status_rejections.push(r),
+            }
+            verdicts.push(None);
+        } else {
+            verdicts.push(Some(ingest.handle(
+                &topic,
+                &p.publish.payload,
+                p.publish.dup,
+                now,
+            )));
+        }
+    }
+    let (outcomes, counts) = blocking(store, move |s| {
+        commit(s, verdicts, status_updates, status_rejections)
+    })
+    .await?;
+    stats.stored += counts.stored;
+    stats.duplicates += counts.duplicates;
+    stats.rejected += counts.rejected;
+
+    // PUBACKs, in arrival order, only for messages received on this connection.
+    for p in batch.drain(..) {
+        if p.generation == generation {
+            client
+                .ack(&p.publish)
+                .await
+                .map_err(|e| ServerError::Broker(e.to_string()))?;
+        }
+    }
+    // End-to-end acks: tell each device which of its seqs are now stored.
+    let mut per_device: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for o in outcomes {
+        if let Outcome::Ack { device, seq } = o {
+            per_device.entry(device).or_default().push(seq);
+        }
+    }
+    for (device, seqs) in per_device {
+        for ack in Ack::from_seqs(seqs).chunks() {
+            client
+                .publish(
+                    topic::ack(&device),
+                    ack.encode(),
+                    rumqttc::PublishOptions::new(QoS::AtLeastOnce),
+                )
+                .await
+                .map_err(|e| ServerError::Broker(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    stored: u64,
+    duplicates: u64,
+    rejected: u64,
+}
+
+fn commit(
+    s: &mut dyn Storage,
+    verdicts: Vec<Option<Verdict>>,
+    status_updates: Vec<(String, String)>,
+    status_rejections: Vec<Rejection>,
+) -> Result<(Vec<Outcome>, Counts)> {
+    let mut db = Batch::default();
+    let mut outcomes = Vec::with_capacity(verdicts.len());
+    let mut counts = Counts::default();
+    let mut reading_index = Vec::new();
+    for v in verdicts {
+        match v {
+            None => outcomes.push(Outcome::None),
+            Some(Verdict::Accept(r)) => {
+                reading_index.push(outcomes.len());
+                outcomes.push(Outcome::Ack {
+                    device: r.device.clone(),
+                    seq: r.seq,
+                });
+                db.readings.push(r);
+            }
+            Some(Verdict::Reject(r)) => {
+                db.rejections.push(r);
+                outcomes.push(Outcome::None);
+            }
+            Some(Verdict::Seen {
+                device,
+                seq,
+                digest,
+                redelivered,
+                rejection,
+            }) => {
+                let stored = s.stored_sig(&device, seq)?;
+                match classify_seen(stored.as_deref(), &digest, redelivered) {
+                    SeenKind::Replay => {
+                        db.rejections.push(rejection);
+                        outcomes.push(Outcome::None);
+                    }
+                    SeenKind::Redelivery | SeenKind::Retransmission => {
+                        counts.duplicates += 1;
+                        outcomes.push(Outcome::Ack { device, seq });
+                    }
+                }
+            }
+        }
+    }
+    db.rejections.extend(status_rejections);
+    counts.rejected = db.rejections.len() as u64;
+    let inserted = s.commit(&db)?;
+    for i in inserted {
+        match i {
+            Inserted::New => counts.stored += 1,
+            Inserted::Duplicate => counts.duplicates += 1,
+        }
+    }
+    for (device, payload) in status_updates {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload)
+            && let Some(fw) = v.get("firmware").and_then(|f| f.as_str())
+                && fw.len() <= 64 {
+                    s.set_firmware(&device, fw)?;
+                }
+    }
+    let _ = reading_index;
+    Ok((outcomes, counts))
+}
