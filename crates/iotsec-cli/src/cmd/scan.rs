@@ -45,6 +45,9 @@ pub struct Args {
     /// Only find open ports; send nothing to them.
     #[arg(long)]
     pub no_probe: bool,
+    /// Probe only these of the open ports (others are listed as open, not probed).
+    #[arg(long, value_name = "SPEC", conflicts_with = "no_probe")]
+    pub probe_ports: Option<String>,
     /// Also probe UDP: CoAP `GET /.well-known/core` on --udp-ports.
     #[arg(long)]
     pub udp: bool,
@@ -95,6 +98,11 @@ fn validate(args: &Args) -> anyhow::Result<ScanConfig> {
     } else {
         Identify::Probe
     };
+    config.probe_only = args
+        .probe_ports
+        .as_deref()
+        .map(PortSet::parse)
+        .transpose()?;
     config.udp_ports = udp_ports;
     config.policy = policy;
     Ok(config)
@@ -336,6 +344,9 @@ mod tests {
         assert_eq!(c.udp_ports.as_slice(), &[5683]);
         assert_eq!(c.identify, Identify::SweepOnly);
         assert!(validate(&args(&["127.0.0.1", "--concurrency", "0"])).is_err());
+        assert!(c.probe_only.is_none());
+        let c = validate(&args(&["127.0.0.1", "--probe-ports", "1883,8883"])).unwrap();
+        assert_eq!(c.probe_only.unwrap().as_slice(), &[1883, 8883]);
     }
 
     #[test]

@@ -62,7 +62,12 @@ impl Probe {
     pub fn payload(self, host: &str, client_id: &str) -> Vec<u8> {
         match self {
             Self::Passive => Vec::new(),
-            Self::Mqtt(v) => mqtt::connect_packet(v, client_id),
+            // A distinct client id per protocol level, so the two CONNECTs never take over
+            // each other's session.
+            Self::Mqtt(v @ mqtt::MqttVersion::V311) => mqtt::connect_packet(v, client_id),
+            Self::Mqtt(v @ mqtt::MqttVersion::V5) => {
+                mqtt::connect_packet(v, &format!("{client_id}-5"))
+            }
             Self::Http => http::request(host),
             Self::Kv => kv::PROBE.to_vec(),
             Self::Modbus => modbus::read_device_id_request(MODBUS_TRANSACTION),
