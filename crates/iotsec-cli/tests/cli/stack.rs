@@ -14,6 +14,8 @@ use iotsec_testkit::{Output, TestBroker, TestDir, TestPki, run};
 use crate::iotsec;
 
 pub const MASTER: [u8; 32] = [0x42; 32];
+/// The tutorial's fleet-wide v1 key, as existing devices carry it.
+pub const LEGACY_KEY: &[u8; 32] = b"your-32-byte-secret-key-here!!!!";
 
 pub struct Stack {
     pub root: TestDir,
@@ -32,13 +34,14 @@ impl Stack {
         let broker = TestBroker::start(&root, &pki);
         std::fs::create_dir_all(root.join("keys")).unwrap();
         std::fs::write(root.join("keys/master.key"), MASTER).unwrap();
+        std::fs::write(root.join("keys/legacy.key"), LEGACY_KEY).unwrap();
         let server_toml = root.join("server.toml");
         std::fs::write(
             &server_toml,
             format!(
                 "[broker]\nhost = \"localhost\"\nport = {port}\nclient_id = \"iotsec-ingest\"\n\
                  [tls]\nca = \"pki/ca.crt\"\ncert = \"pki/devices/iotsec-server.crt\"\nkey = \"pki/devices/iotsec-server.key\"\n\
-                 [keys]\nmaster = \"keys/master.key\"\n\
+                 [keys]\nmaster = \"keys/master.key\"\nlegacy = \"keys/legacy.key\"\n\
                  [storage]\nsqlite = \"iotsec.db\"\n\
                  [provision]\npki = \"pki\"\nbroker_config = \"broker\"\nbundles = \"bundles\"\n",
                 port = broker.port

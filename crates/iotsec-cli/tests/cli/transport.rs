@@ -101,3 +101,73 @@ fn ingest_rejects_forgery_replay_foreign_kid_and_garbage_and_keeps_going() {
     assert_eq!(b["rejected"], 4, "foreign kid + three kinds of garbage");
     s.stop_serve();
 }
+
+#[test]
+fn python_paho_legacy_device_over_mutual_tls_interoperates() {
+    iotsec_testkit::require_tool("python3", "sudo apt-get install -y python3");
+    let probe = iotsec_testkit::run(
+        std::process::Command::new("python3").args(["-c", "import paho.mqtt.client"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        probe.code, 0,
+        "this test needs paho-mqtt: `pip install paho-mqtt` (scripts/test installs it)"
+    );
+    let mut s = Stack::new(&["sensor-1"]);
+    s.add_device("legacy-1", &["--legacy"]);
+    s.start_serve();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/legacy_device.py");
+    let bundle = s.bundle("legacy-1");
+    let py = |tamper: bool| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(script)
+            .args(["localhost", &s.broker.port.to_string()])
+            .arg(bundle.join("ca.crt"))
+            .arg(bundle.join("device.crt"))
+            .arg(bundle.join("device.key"))
+            .arg(s.root.join("keys/legacy.key"))
+            .arg("legacy-1");
+        if tamper {
+            cmd.arg("--tamper");
+        }
+        iotsec_testkit::run(&mut cmd, Duration::from_secs(30))
+    };
+    let ok = py(false);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    wait_until(Duration::from_secs(10), || {
+        s.count("SELECT COUNT(*) FROM readings WHERE device = 'legacy-1'") == 1
+    });
+    let payload: String = s
+        .db()
+        .query_row(
+            "SELECT payload FROM readings WHERE device = 'legacy-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        payload,
+        r#"{"temp": 23.5, "hum": 55.2, "device": "legacy-1"}"#
+    );
+    let tampered = py(true);
+    assert_eq!(tampered.code, 0, "{}", tampered.stderr);
+    wait_until(Duration::from_secs(10), || {
+        s.rejections("bad_signature") == 1
+    });
+    // A device that is not legacy may not send v1 at all.
+    let script_v1 = |device: &str| {
+        let b = s.bundle(device);
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(script)
+            .args(["localhost", &s.broker.port.to_string()])
+            .arg(b.join("ca.crt"))
+            .arg(b.join("device.crt"))
+            .arg(b.join("device.key"))
+            .arg(s.root.join("keys/legacy.key"))
+            .arg(device);
+        iotsec_testkit::run(&mut cmd, Duration::from_secs(30))
+    };
+    assert_eq!(script_v1("sensor-1").code, 0);
+    wait_until(Duration::from_secs(10), || s.rejections("downgrade") == 1);
+    assert_eq!(s.count("SELECT COUNT(*) FROM readings"), 1);
+}
