@@ -22,10 +22,7 @@ fn main() {
     let out = iotsec_scan::sweep::sweep(
         ip,
         ports.as_slice(),
-        iotsec_scan::sweep::SweepConfig {
-            window,
-            timeout: Duration::from_millis(1500),
-        },
+        iotsec_scan::sweep::SweepConfig::new(window, Duration::from_millis(1500)),
         |_| {},
         |_| {},
     )

@@ -137,10 +137,7 @@ pub async fn scan(
     let ip = config.target.ip;
     let ports = config.ports.clone();
     let sweep_progress = progress.clone();
-    let sweep_config = SweepConfig {
-        window,
-        timeout: config.timeout,
-    };
+    let sweep_config = SweepConfig::new(window, config.timeout);
     let sweep_task = tokio::task::spawn_blocking(move || {
         sweep::sweep(
             ip,

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -49,10 +50,29 @@ const SELF_CONNECT_RETRIES: u8 = 8;
 /// Sweep settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepConfig {
-    /// Sockets in flight at most.
+    /// Sockets in flight at most (shared by all threads).
     pub window: usize,
     /// Time after which an unanswered connect counts as filtered.
     pub timeout: Duration,
+    /// Threads for a loopback sweep of at least [`SHARD_MIN_PORTS`] ports (each its own loop
+    /// over a contiguous share of the ports). On loopback the sweep is CPU-bound kernel work,
+    /// so a second core halves it; elsewhere it waits on the network and one thread suffices.
+    pub threads: usize,
+}
+
+/// Smallest loopback sweep that is split across threads.
+pub const SHARD_MIN_PORTS: usize = 4096;
+
+impl SweepConfig {
+    /// `window` sockets in flight, `timeout`, and one thread per core (at most 2).
+    pub fn new(window: usize, timeout: Duration) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            window,
+            timeout,
+            threads: cores.min(2),
+        }
+    }
 }
 
 /// What the sweep saw.
@@ -214,13 +234,105 @@ fn fatal(context: &'static str, errno: Errno) -> ScanError {
 }
 
 /// Sweeps `ports` of `ip`. `on_open` is called as soon as a port is found open (so probing can
-/// start while the sweep goes on); `on_progress` every 1024 finished ports and at the end.
+/// start while the sweep goes on); `on_progress` every 1024 finished ports, on every resource
+/// back-off, and at the end.
 pub fn sweep(
     ip: IpAddr,
     ports: &[u16],
     config: SweepConfig,
-    mut on_open: impl FnMut(u16),
-    mut on_progress: impl FnMut(SweepProgress),
+    mut on_open: impl FnMut(u16) + Send,
+    mut on_progress: impl FnMut(SweepProgress) + Send,
+) -> Result<SweepOutcome, ScanError> {
+    let shards = if ip.is_loopback() && ports.len() >= SHARD_MIN_PORTS {
+        config.threads.clamp(1, 8)
+    } else {
+        1
+    };
+    if shards == 1 {
+        return sweep_shard(ip, ports, config, &mut on_open, &mut on_progress);
+    }
+    let total = ports.len();
+    let shard_config = SweepConfig {
+        window: (config.window / shards).max(1),
+        ..config
+    };
+    let open = Mutex::new(on_open);
+    // Per-shard (done, open, backoffs), summed for the caller.
+    let progress = Mutex::new((on_progress, vec![(0usize, 0usize, 0usize); shards]));
+    let chunk = total.div_ceil(shards);
+    let results: Vec<Result<SweepOutcome, ScanError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ports
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                let (open, progress) = (&open, &progress);
+                scope.spawn(move || {
+                    sweep_shard(
+                        ip,
+                        part,
+                        shard_config,
+                        &mut |port| (open.lock().unwrap_or_else(PoisonError::into_inner))(port),
+                        &mut |p| {
+                            let mut guard = progress.lock().unwrap_or_else(PoisonError::into_inner);
+                            let (callback, shares) = &mut *guard;
+                            shares[i] = (p.done, p.open, p.resource_backoffs);
+                            let sum = shares
+                                .iter()
+                                .fold((0, 0, 0), |a, s| (a.0 + s.0, a.1 + s.1, a.2 + s.2));
+                            callback(SweepProgress {
+                                done: sum.0,
+                                total,
+                                open: sum.1,
+                                resource_backoffs: sum.2,
+                            });
+                        },
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ScanError::Io {
+                        context: "sweep thread panicked",
+                        source: io::Error::other("sweep thread panicked"),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut merged = SweepOutcome {
+        stats: SweepStats {
+            window: config.window,
+            final_window: 0,
+            ..SweepStats::default()
+        },
+        ..SweepOutcome::default()
+    };
+    for r in results {
+        let r = r?;
+        merged.open.extend(r.open);
+        merged.closed += r.closed;
+        merged.filtered.extend(r.filtered);
+        merged.stats.final_window += r.stats.final_window;
+        merged.stats.max_in_flight += r.stats.max_in_flight;
+        merged.stats.settled_inline += r.stats.settled_inline;
+        merged.stats.resource_backoffs += r.stats.resource_backoffs;
+        merged.stats.self_connects += r.stats.self_connects;
+    }
+    merged.open.sort_unstable();
+    merged.filtered.sort_unstable();
+    Ok(merged)
+}
+
+/// One sweep loop over `ports` on the calling thread.
+fn sweep_shard(
+    ip: IpAddr,
+    ports: &[u16],
+    config: SweepConfig,
+    on_open: &mut dyn FnMut(u16),
+    on_progress: &mut dyn FnMut(SweepProgress),
 ) -> Result<SweepOutcome, ScanError> {
     let family = match ip {
         IpAddr::V4(_) => AddressFamily::Inet,
@@ -359,13 +471,7 @@ pub fn sweep(
                         starved_rounds = 0;
                         let reuse = matches!(other, Settled::Closed);
                         finish(
-                            other,
-                            port,
-                            attempt,
-                            &mut out,
-                            &mut queue,
-                            &mut done,
-                            &mut on_open,
+                            other, port, attempt, &mut out, &mut queue, &mut done, on_open,
                         );
                         if reuse {
                             spare = Some(fd);
@@ -439,7 +545,7 @@ pub fn sweep(
                 &mut out,
                 &mut queue,
                 &mut done,
-                &mut on_open,
+                on_open,
             );
             free.push(idx);
             in_flight -= 1;
@@ -497,7 +603,7 @@ fn finish(
     out: &mut SweepOutcome,
     queue: &mut VecDeque<(u16, u8)>,
     done: &mut usize,
-    on_open: &mut impl FnMut(u16),
+    on_open: &mut dyn FnMut(u16),
 ) {
     match settled {
         Settled::Open => {
@@ -548,10 +654,7 @@ mod tests {
         let out = sweep(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             &[pa, pb, closed],
-            SweepConfig {
-                window: 2,
-                timeout: Duration::from_secs(2),
-            },
+            SweepConfig::new(2, Duration::from_secs(2)),
             |p| seen.push(p),
             |_| {},
         )
@@ -630,10 +733,7 @@ mod tests {
         let out = sweep(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             &[full.port(), open_port],
-            SweepConfig {
-                window: 8,
-                timeout: Duration::from_millis(300),
-            },
+            SweepConfig::new(8, Duration::from_millis(300)),
             |_| {},
             |_| {},
         )
@@ -641,5 +741,47 @@ mod tests {
         assert_eq!(out.filtered, vec![full.port()]);
         assert_eq!(out.open, vec![open_port]);
         assert!(out.stats.max_in_flight >= 1);
+    }
+
+    #[test]
+    fn threaded_loopback_sweep_matches() {
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let pa = a.local_addr().unwrap().port();
+        let start = pa.saturating_sub(3000).max(1);
+        let ports: Vec<u16> =
+            (start..=start.saturating_add(SHARD_MIN_PORTS as u16 + 1000)).collect();
+        let mut config = SweepConfig::new(64, Duration::from_secs(2));
+        config.threads = 2;
+        let opened = Mutex::new(Vec::new());
+        let mut last = None;
+        let out = sweep(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            &ports,
+            config,
+            |p| opened.lock().unwrap().push(p),
+            |p| last = Some(p),
+        )
+        .unwrap();
+        // Our listener, plus whatever other programs listen on in that range.
+        let listening: Vec<u16> = crate::local::tcp_listeners()
+            .iter()
+            .map(|l| l.port)
+            .collect();
+        assert!(out.open.contains(&pa));
+        assert!(
+            out.open.iter().all(|p| *p == pa || listening.contains(p)),
+            "{:?}",
+            out.open
+        );
+        assert_eq!(
+            out.open.len() + out.closed + out.filtered.len(),
+            ports.len()
+        );
+        let mut seen = opened.into_inner().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, out.open);
+        let last = last.unwrap();
+        assert_eq!(last.done, ports.len());
+        assert_eq!(last.total, ports.len());
     }
 }

@@ -429,10 +429,7 @@ fn emfile_child() {
     let out = iotsec_scan::sweep::sweep(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         &ports,
-        iotsec_scan::sweep::SweepConfig {
-            window: 1000,
-            timeout: Duration::from_secs(2),
-        },
+        iotsec_scan::sweep::SweepConfig::new(1000, Duration::from_secs(2)),
         |_| {},
         |p| {
             if p.resource_backoffs > 0 && !hoard.is_empty() {
