@@ -217,10 +217,10 @@ impl Prober {
             _ => self.timeout,
         };
         let reply = read_reply(&mut stream, wait, |b, eof| probe::classify(probe, b, eof)).await;
-        if let Some(Identified::Mqtt(c)) = &reply.parsed {
-            if c.outcome == ConnectOutcome::Accepted {
-                let _ = stream.write_all(&mqtt::DISCONNECT).await;
-            }
+        if let Some(Identified::Mqtt(c)) = &reply.parsed
+            && c.outcome == ConnectOutcome::Accepted
+        {
+            let _ = stream.write_all(&mqtt::DISCONNECT).await;
         }
         PlainOutcome {
             probe,
@@ -288,11 +288,11 @@ impl Prober {
         }
         let _ = tls.flush().await;
         let reply = read_reply(tls, self.timeout, |b, eof| probe::classify(probe, b, eof)).await;
-        if let Some(Identified::Mqtt(c)) = &reply.parsed {
-            if c.outcome == ConnectOutcome::Accepted {
-                let _ = tls.write_all(&mqtt::DISCONNECT).await;
-                let _ = tls.flush().await;
-            }
+        if let Some(Identified::Mqtt(c)) = &reply.parsed
+            && c.outcome == ConnectOutcome::Accepted
+        {
+            let _ = tls.write_all(&mqtt::DISCONNECT).await;
+            let _ = tls.flush().await;
         }
         reply
     }
@@ -532,10 +532,10 @@ impl Prober {
 
 /// Keeps the better of the inner answers and notes a refusal after a certificate request.
 fn absorb(out: &mut TlsOutcome, reply: Reply<Identified>) {
-    if let Some(err) = &reply.error {
-        if out.observed.client_auth.is_some() || is_auth_alert(err) {
-            out.refusal = Some(describe_tls_error(err).1);
-        }
+    if let Some(err) = &reply.error
+        && (out.observed.client_auth.is_some() || is_auth_alert(err))
+    {
+        out.refusal = Some(describe_tls_error(err).1);
     }
     let better = match (&reply.parsed, &out.inner) {
         (Some(new), Some(old)) => strength(new) > strength(old),
