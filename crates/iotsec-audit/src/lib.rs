@@ -1,1 +1,6 @@
-//! iotsec-audit: (skeleton; filled in by its issue).
+//! iotsec-audit: placeholder, being written.
+pub mod catalog;
+pub mod error;
+pub mod finding;
+pub mod report;
+pub mod secrets;
