@@ -9,16 +9,18 @@
 //!   entries in between are simply sent again (the ingest acks a re-signed copy of a stored
 //!   seq again without storing it twice).
 //!
-//! Durability: [`Queue::append`] buffers frames; [`Queue::sync`] writes the buffer and
-//! `fdatasync`s it, so a group of readings costs one flush. Only synced records are handed
-//! out by [`Queue::read_batch`], so nothing is sent that a power cut could still take back.
+//! Durability: [`Queue::append`] writes each frame to the file at once (so a killed agent
+//! process loses nothing it appended: the data is in the kernel's page cache);
+//! [`Queue::sync`] `fdatasync`s, so a group of readings costs one flush against a power cut.
+//! Only synced records are handed out by [`Queue::read_batch`], so nothing is sent that a
+//! power cut could still take back.
 //!
 //! Crash recovery ([`Queue::open`]): each segment is scanned; the first record that is cut
 //! short, fails its CRC or does not increase the seq ends the segment, and the segment is
 //! truncated there (reported in [`OpenReport`]). A power cut can only tear the tail of the
 //! last segment, so only unsynced readings — never handed to the outbox — are lost that way.
 //!
-//! Bound: the bytes of all segment files plus the write buffer stay below `max_bytes`.
+//! Bound: the bytes of all segment files stay below `max_bytes`.
 //! [`Queue::has_room`] turns false before a new reading could cross it; the agent then stops
 //! reading its source (backpressure) and never drops a queued reading. Space comes back when
 //! whole segments are acked and removed, so up to two segments' worth of acked records may
@@ -37,7 +39,7 @@ use crate::state;
 /// Size limits of a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueOptions {
-    /// Bound on the queue's bytes on disk (segments + write buffer).
+    /// Bound on the queue's bytes on disk (all segments).
     pub max_bytes: u64,
     /// A segment is closed and a new one started once it reaches this size.
     pub segment_bytes: u64,
@@ -90,9 +92,11 @@ pub struct Truncation {
 struct Segment {
     first: u64,
     path: PathBuf,
-    /// Bytes written and synced.
+    /// Bytes written.
     size: u64,
-    /// Highest seq in the segment (synced or buffered); `None` while empty.
+    /// Bytes written and fsynced (what [`Queue::read_batch`] may hand out).
+    synced: u64,
+    /// Highest seq in the segment; `None` while empty.
     last: Option<u64>,
 }
 
@@ -105,9 +109,10 @@ pub struct Queue {
     segments: VecDeque<Segment>,
     /// Append handle of the last segment.
     active: Option<File>,
-    /// Frames appended to the last segment and not yet written.
-    buffer: Vec<u8>,
-    buffered: usize,
+    /// Encoding scratch.
+    frame: Vec<u8>,
+    /// Records written but not yet fsynced.
+    unsynced: usize,
     dir_dirty: bool,
     /// Next record to hand out: segment (by `first`) and offset.
     cursor: (u64, u64),
@@ -165,8 +170,8 @@ impl Queue {
             options,
             segments: VecDeque::new(),
             active: None,
-            buffer: Vec::new(),
-            buffered: 0,
+            frame: Vec::new(),
+            unsynced: 0,
             dir_dirty: false,
             cursor: (0, 0),
             reader: None,
@@ -234,6 +239,7 @@ impl Queue {
                 first,
                 path,
                 size: offset as u64,
+                synced: offset as u64,
                 last,
             });
         }
@@ -243,6 +249,8 @@ impl Queue {
                 .append(true)
                 .open(&seg.path)
                 .map_err(Error::io("open", &seg.path))?;
+            // What a killed process wrote may still be only in the page cache.
+            f.sync_data().map_err(Error::io("fsync", &seg.path))?;
             queue.active = Some(f);
         }
         if queue.dir_dirty {
@@ -252,7 +260,7 @@ impl Queue {
         Ok((queue, report))
     }
 
-    /// Appends a reading with its sequence number (buffered until [`Queue::sync`]).
+    /// Appends a reading with its sequence number (written now, durable after [`Queue::sync`]).
     ///
     /// # Errors
     /// [`Error::Queue`] for a seq not above the last one or an oversized reading (the
@@ -270,10 +278,7 @@ impl Queue {
         }
         let needs_segment = match self.segments.back() {
             None => true,
-            Some(seg) => {
-                self.active.is_none()
-                    || seg.size + self.buffer.len() as u64 >= self.options.segment_bytes
-            }
+            Some(seg) => self.active.is_none() || seg.size >= self.options.segment_bytes,
         };
         if needs_segment {
             self.sync()?;
@@ -287,6 +292,7 @@ impl Queue {
                 first: seq,
                 path,
                 size: 0,
+                synced: 0,
                 last: None,
             });
             self.active = Some(f);
@@ -295,39 +301,49 @@ impl Queue {
                 self.cursor = (seq, 0);
             }
         }
-        let before = self.buffer.len();
-        frame::encode(seq, reading, &mut self.buffer);
-        self.bytes += (self.buffer.len() - before) as u64;
-        self.buffered += 1;
-        self.last_seq = Some(seq);
-        if let Some(seg) = self.segments.back_mut() {
-            seg.last = Some(seq);
+        self.frame.clear();
+        frame::encode(seq, reading, &mut self.frame);
+        let (Some(file), Some(seg)) = (self.active.as_mut(), self.segments.back_mut()) else {
+            return Err(Error::Queue {
+                reason: "no segment to append to".into(),
+            });
+        };
+        if let Err(e) = file.write_all(&self.frame) {
+            // Keep the segment a clean sequence of records (e.g. after ENOSPC mid-frame).
+            let _ = file.set_len(seg.size);
+            return Err(Error::Io {
+                op: "write",
+                path: seg.path.clone(),
+                source: e,
+            });
         }
+        seg.size += self.frame.len() as u64;
+        seg.last = Some(seq);
+        self.bytes += self.frame.len() as u64;
+        self.unsynced += 1;
+        self.last_seq = Some(seq);
         Ok(())
     }
 
     /// Readings appended but not yet synced.
     pub fn unsynced(&self) -> usize {
-        self.buffered
+        self.unsynced
     }
 
-    /// Writes and fsyncs the buffered readings (one `fdatasync` for the group).
+    /// fsyncs the readings appended since the last sync (one `fdatasync` for the group).
     ///
     /// # Errors
-    /// [`Error::Io`]. The buffer is kept, so a later call retries.
+    /// [`Error::Io`]; a later call retries.
     pub fn sync(&mut self) -> Result<()> {
-        if !self.buffer.is_empty() {
+        if self.unsynced > 0 {
             let (Some(file), Some(seg)) = (self.active.as_mut(), self.segments.back_mut()) else {
                 return Err(Error::Queue {
-                    reason: "buffered records without a segment".into(),
+                    reason: "unsynced records without a segment".into(),
                 });
             };
-            file.write_all(&self.buffer)
-                .map_err(Error::io("write", &seg.path))?;
             file.sync_data().map_err(Error::io("fsync", &seg.path))?;
-            seg.size += self.buffer.len() as u64;
-            self.buffer.clear();
-            self.buffered = 0;
+            seg.synced = seg.size;
+            self.unsynced = 0;
         }
         if self.dir_dirty {
             state::sync_dir(&self.dir)?;
@@ -341,7 +357,7 @@ impl Queue {
         self.bytes + MAX_FRAME as u64 <= self.options.max_bytes
     }
 
-    /// Bytes the queue occupies (segments + buffer).
+    /// Bytes the queue occupies on disk.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -374,7 +390,7 @@ impl Queue {
             };
             let (first, size, is_last) = {
                 let seg = &self.segments[index];
-                (seg.first, seg.size, index + 1 == self.segments.len())
+                (seg.first, seg.synced, index + 1 == self.segments.len())
             };
             if self.cursor.1 >= size {
                 if is_last {
@@ -438,7 +454,7 @@ impl Queue {
         while let Some(seg) = self.segments.front() {
             let is_last = self.segments.len() == 1;
             let fully_acked = if is_last {
-                seg.last.is_none_or(|l| l < below) && self.buffer.is_empty()
+                seg.last.is_none_or(|l| l < below) && self.unsynced == 0
             } else {
                 self.segments.get(1).is_some_and(|next| next.first <= below)
             };
