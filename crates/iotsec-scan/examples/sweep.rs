@@ -22,7 +22,13 @@ fn main() {
     let out = iotsec_scan::sweep::sweep(
         ip,
         ports.as_slice(),
-        iotsec_scan::sweep::SweepConfig::new(window, Duration::from_millis(1500)),
+        {
+            let mut c = iotsec_scan::sweep::SweepConfig::new(window, Duration::from_millis(1500));
+            if let Some(t) = args.next() {
+                c.threads = t.parse().unwrap();
+            }
+            c
+        },
         |_| {},
         |_| {},
     )
