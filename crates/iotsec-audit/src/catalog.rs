@@ -129,6 +129,12 @@ checks! {
         "certificate or CRL file cannot be parsed",
         "Replace the file with valid PEM (`iotsec pki inspect FILE` shows what is wrong).";
 
+    // ---- network (--host): the scanner's SCAN-* findings, plus
+    /// HTTP interface without authentication.
+    NET_HTTP_NO_AUTH = "NET-HTTP-NO-AUTH", Low, I3, "--host",
+        "web/API interface answers without authentication",
+        "Require authentication on every web and API endpoint (and serve them over HTTPS); expose only what clients need.";
+
     // ---- active MQTT checks (--host --active)
     /// Anonymous subscription to `#` granted.
     MQTT_ANON_SUBSCRIBE_ALL = "MQTT-ANON-SUBSCRIBE-ALL", High, I2, "--host --active",
