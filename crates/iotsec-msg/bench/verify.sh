@@ -10,7 +10,8 @@ cd "$(dirname "$0")/../../.."
 n=${1:-1000000}
 here=crates/iotsec-msg/bench
 ref=crates/iotsec-msg/tests/reference.py
-cargo build --release --quiet -p iotsec-cli -p iotsec-msg --example msgbench
+cargo build --release --quiet -p iotsec-cli --bin iotsec
+cargo build --release --quiet -p iotsec-msg --example msgbench
 bin=target/release/iotsec
 mb=target/release/examples/msgbench
 pin=""

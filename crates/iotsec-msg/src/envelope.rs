@@ -28,6 +28,8 @@ pub(crate) struct Prepared {
     pub(crate) members: Range<usize>,
     /// The decoded `sig`.
     pub(crate) sig: [u8; 32],
+    /// The key node of `sig` (to leave it out of the payload).
+    pub(crate) sig_key: u32,
 }
 
 /// Object, `sig` present and well-formed; leaves the canonical bytes of the object without
@@ -37,13 +39,17 @@ pub(crate) fn prepare(doc: &mut Doc<'_, '_>, canon: &mut Vec<u8>) -> Result<Prep
         return Err(Error::NotAnObject);
     }
     let members = doc.root_members();
-    let sig_node = doc.find(&members, b"sig").ok_or(Error::MissingSig)?;
-    let node = doc.node(sig_node);
+    let sig_member = doc.find_member(&members, b"sig").ok_or(Error::MissingSig)?;
+    let node = doc.node(sig_member.val);
     let sig_text = doc.str_bytes(node).ok_or(Error::BadSigEncoding)?;
     let sig = decode_sig(sig_text).ok_or(Error::BadSigEncoding)?;
     canon.clear();
-    doc.write_root_canonical_without(members.clone(), b"sig", canon);
-    Ok(Prepared { members, sig })
+    doc.write_root_canonical_without(members.clone(), sig_member.key, canon);
+    Ok(Prepared {
+        members,
+        sig,
+        sig_key: sig_member.key,
+    })
 }
 
 /// 64 lowercase hex digits -> 32 bytes (what `hexdigest()` can produce, nothing else).
@@ -52,19 +58,30 @@ fn decode_sig(text: &[u8]) -> Option<[u8; 32]> {
         return None;
     }
     let mut out = [0u8; 32];
+    let mut bad = 0u8;
     for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 15);
     }
-    Some(out)
+    (bad & 0x80 == 0).then_some(out)
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Lowercase hex digit -> value; 0x80 for everything else.
+static NIBBLE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Lowercase hex of a tag, as `hexdigest()`.
 pub(crate) fn push_hex(out: &mut Vec<u8>, tag: &[u8; 32]) {
@@ -91,11 +108,11 @@ pub(crate) fn sign_into(
         return Err(Error::SigPresent);
     }
     canon.clear();
-    doc.write_root_canonical_without(members.clone(), b"", canon);
+    doc.write_root_canonical_without(members.clone(), u32::MAX, canon);
     let tag = key.tag(canon);
     let empty = members.is_empty();
     let start = out.len();
-    doc.write_root_python_without(members, b"", out);
+    doc.write_root_python_without(members, u32::MAX, canon, out);
     // Replace the closing brace with `, "sig": "<hex>"}` (json.dumps of the dict with sig added
     // last).
     if out.len() > start {
@@ -175,7 +192,7 @@ impl Verifier {
         if !self.key.verify_tag(&self.canon, &prepared.sig) {
             return Err(Error::BadSignature);
         }
-        doc.write_root_python_without(prepared.members, b"sig", payload_out);
+        doc.write_root_python_without(prepared.members, prepared.sig_key, &self.canon, payload_out);
         Ok(())
     }
 

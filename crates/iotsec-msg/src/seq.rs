@@ -7,7 +7,7 @@
 //! bound it asks again. So storage is written once every `step` messages, a reset loses at most
 //! `step` numbers, and a number is never handed out before a bound above it is durable.
 //!
-//! The counter is a pure state machine: [`SeqCounter::next`] returns either a number to use or
+//! The counter is a pure state machine: [`SeqCounter::next_seq`] returns either a number to use or
 //! the bound to persist; the caller writes it, then confirms with [`SeqCounter::persisted`].
 //!
 //! ```
@@ -16,7 +16,7 @@
 //! let mut stored: Option<u64> = None; // what the flash holds
 //! let mut c = SeqCounter::boot(stored, NonZeroU64::new(100).unwrap());
 //! let seq = loop {
-//!     match c.next().unwrap() {
+//!     match c.next_seq().unwrap() {
 //!         Next::Use(n) => break n,
 //!         Next::Persist(bound) => { stored = Some(bound); c.persisted(bound); }
 //!     }
@@ -57,7 +57,7 @@ impl SeqCounter {
     }
 
     /// The next sequence number, or the bound that must be persisted first.
-    pub fn next(&mut self) -> Result<Next, Error> {
+    pub fn next_seq(&mut self) -> Result<Next, Error> {
         if self.next < self.bound {
             let n = self.next;
             self.next += 1;
@@ -77,7 +77,7 @@ impl SeqCounter {
         }
     }
 
-    /// The number `next` would hand out (if the bound allows).
+    /// The number `next_seq` would hand out (if the bound allows).
     pub fn peek(&self) -> u64 {
         self.next
     }

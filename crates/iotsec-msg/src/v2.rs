@@ -206,7 +206,7 @@ impl V2Verifier {
             if !key.verify_tag(&self.canon, &prepared.sig) {
                 return Err(Error::BadSignature);
             }
-            doc.write_root_python_without(members, b"sig", payload_out);
+            doc.write_root_python_without(members, prepared.sig_key, &self.canon, payload_out);
             return Ok(Accepted::V1);
         }
         doc.check_strict()?;
@@ -244,7 +244,7 @@ impl V2Verifier {
         state.window.check(seq)?;
         state.window.accept(seq);
         state.downgrade = Downgrade::Refuse;
-        doc.write_root_python_without(members, b"sig", payload_out);
+        doc.write_root_python_without(members, prepared.sig_key, &self.canon, payload_out);
         Ok(Accepted::V2(Envelope { kid, ts, seq }))
     }
 }
@@ -289,7 +289,7 @@ impl Signer {
             }
         }
         let empty = members.is_empty();
-        doc.write_root_python_without(members, b"", body);
+        doc.write_root_python_without(members, u32::MAX, &[], body);
         // The verifier parses v2 strictly; refuse to sign what it would refuse.
         doc.check_strict()?;
         body.pop(); // the closing brace

@@ -23,41 +23,49 @@ const FAST_DIGITS: usize = 15;
 /// Decimal exponents for which the fast path is safe (far from subnormals and overflow).
 const FAST_DECPT: core::ops::RangeInclusive<i64> = -290..=290;
 
-/// Writes Python's repr of the JSON float `text` (already validated by the parser).
-/// Returns false when the value is infinite (`1e400`), which strict (v2) parsing rejects.
-pub(crate) fn write_float(text: &[u8], out: &mut Vec<u8>) -> bool {
-    let (neg, body) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
+/// Significant digits of a decimal text and its decimal point position
+/// (value = 0.d1d2...dn x 10^decpt), trailing zeros dropped.
+struct Decimal {
+    digits: [u8; 20],
+    /// Significant digits, up to and including the last nonzero one.
+    n: usize,
+    decpt: i64,
+    /// More significant digits than `digits` holds (only the fast-path test cares).
+    overflow: bool,
+}
+
+/// Scans `[0-9]*(.[0-9]*)?([eE][+-]?[0-9]+)?` (no sign): JSON number text or ryu's output.
+fn scan(body: &[u8]) -> Decimal {
+    let mut d = Decimal {
+        digits: [0; 20],
+        n: 0,
+        decpt: 0,
+        overflow: false,
     };
-    let mut digits = [0u8; FAST_DIGITS];
-    let mut n = 0usize; // significant digits seen (including trailing zeros so far)
-    let mut sig_len = 0usize; // up to and including the last nonzero digit
-    let mut decpt: i64 = 0;
+    let mut seen = 0usize; // significant digits seen, trailing zeros included
     let mut in_frac = false;
-    let mut too_many = false;
     let mut i = 0;
     while i < body.len() {
         let c = body[i];
         match c {
             b'0'..=b'9' => {
-                if n == 0 && c == b'0' {
+                if seen == 0 && c == b'0' {
                     if in_frac {
-                        decpt -= 1;
+                        d.decpt -= 1;
                     }
                 } else {
                     if !in_frac {
-                        decpt += 1;
+                        d.decpt += 1;
                     }
-                    if n < FAST_DIGITS {
-                        digits[n] = c;
+                    if seen < d.digits.len() {
+                        d.digits[seen] = c;
+                        if c != b'0' {
+                            d.n = seen + 1;
+                        }
                     } else if c != b'0' {
-                        too_many = true;
+                        d.overflow = true;
                     }
-                    n += 1;
-                    if c != b'0' {
-                        sig_len = n;
-                    }
+                    seen += 1;
                 }
             }
             b'.' => in_frac = true,
@@ -74,17 +82,66 @@ pub(crate) fn write_float(text: &[u8], out: &mut Vec<u8>) -> bool {
             j += 1;
         }
         let mut e: i64 = 0;
-        for &d in &body[j..] {
-            e = (e * 10 + i64::from(d - b'0')).min(1_000_000_000);
+        for &c in body.get(j..).unwrap_or(&[]) {
+            e = (e * 10 + i64::from(c.wrapping_sub(b'0') % 10)).min(1_000_000_000);
         }
-        decpt += if eneg { -e } else { e };
+        d.decpt += if eneg { -e } else { e };
     }
-    if sig_len == 0 {
+    d
+}
+
+/// Whether `text` (a JSON float) is already Python's repr of its value: fixed notation with a
+/// decimal point position Python prints in fixed notation, at most 15 significant digits (so it
+/// is the shortest round-trip string, see the module doc), and no trailing zero in the
+/// fraction except a lone `.0`.
+pub(crate) fn is_repr(text: &[u8]) -> bool {
+    let body = text.strip_prefix(b"-").unwrap_or(text);
+    let Some(dot) = body.iter().position(|&c| c == b'.') else {
+        return false; // exponent notation
+    };
+    let (int, frac) = (&body[..dot], &body[dot + 1..]);
+    if frac.iter().any(|&c| !c.is_ascii_digit()) {
+        return false; // has an exponent
+    }
+    if frac == b"0" {
+        // a whole number: digits of the integer part without its trailing zeros
+        let sig = int.len() - int.iter().rev().take_while(|&&c| c == b'0').count();
+        return int.len() <= 16 && sig <= FAST_DIGITS;
+    }
+    if frac.last() == Some(&b'0') {
+        return false;
+    }
+    if int == b"0" {
+        let zeros = frac.iter().take_while(|&&c| c == b'0').count();
+        zeros < 4 && frac.len() - zeros <= FAST_DIGITS
+    } else {
+        int.len() + frac.len() <= FAST_DIGITS
+    }
+}
+
+/// Writes Python's repr of the JSON float `text` (already validated by the parser).
+/// Returns false when the value is infinite (`1e400`), which strict (v2) parsing rejects.
+pub(crate) fn write_float(text: &[u8], out: &mut Vec<u8>) -> bool {
+    if is_repr(text) {
+        out.extend_from_slice(text);
+        return true;
+    }
+    write_float_not_repr(text, out)
+}
+
+/// `write_float` for a text already known not to be its own repr (`is_repr` returned false).
+pub(crate) fn write_float_not_repr(text: &[u8], out: &mut Vec<u8>) -> bool {
+    let (neg, body) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let d = scan(body);
+    if d.n == 0 && !d.overflow {
         out.extend_from_slice(if neg { b"-0.0" } else { b"0.0" });
         return true;
     }
-    if !too_many && sig_len <= FAST_DIGITS && FAST_DECPT.contains(&decpt) {
-        layout(neg, &digits[..sig_len], decpt, out);
+    if !d.overflow && d.n <= FAST_DIGITS && FAST_DECPT.contains(&d.decpt) {
+        layout(neg, &d.digits[..d.n], d.decpt, out);
         return true;
     }
     slow(text, out)
@@ -114,33 +171,36 @@ fn slow(text: &[u8], out: &mut Vec<u8>) -> bool {
         return true;
     }
     let abs = value.abs();
-    let mut buf = StackBuf::default();
-    // `{:e}` is a shortest round-trip digit string, as `d[.ddd]e<exp>`.
-    if write!(buf, "{abs:e}").is_err() {
-        out.extend_from_slice(b"NaN");
-        return false;
+    // ryu: the shortest round-trip digits, nearest the exact value.
+    let mut ryu_buf = ryu::Buffer::new();
+    let shortest = ryu_buf.format_finite(abs).as_bytes();
+    let tie = tie_possible(abs);
+    if !tie && (1e-4..1e16).contains(&abs) {
+        // Where Python uses fixed notation (-4 < decpt <= 16), ryu does too (it does for
+        // -5 < decpt <= 16) with the same layout: `ddd.ddd`, `0.000ddd`, `ddd00.0`.
+        if neg {
+            out.push(b'-');
+        }
+        out.extend_from_slice(shortest);
+        return true;
     }
-    let (mut digits, mut n, mut exp) = sci_digits(buf.as_bytes());
+    let mut d = scan(shortest);
     // Among the shortest strings that round-trip, Python's dtoa returns the one nearest the
     // exact binary value, ties to even (1.3800132526897723e15 is exactly ...772.25 and prints
-    // as ...772.2). core's shortest mode may pick the other neighbour on a tie, so take the
-    // correctly rounded (ties-to-even) string of the same length when it round-trips too.
-    if n > 0 && tie_possible(abs) {
+    // as ...772.2). On a possible tie, take the correctly rounded (ties-to-even) string of the
+    // same length from core's exact formatting when it round-trips too.
+    if d.n > 0 && tie {
         let mut exact = StackBuf::default();
-        if write!(exact, "{abs:.*e}", n - 1).is_ok() {
+        if write!(exact, "{abs:.*e}", d.n - 1).is_ok() {
             let back: Option<f64> = core::str::from_utf8(exact.as_bytes())
                 .ok()
                 .and_then(|s| s.parse().ok());
             if back == Some(abs) {
-                (digits, n, exp) = sci_digits(exact.as_bytes());
-                // `{:.Ne}` keeps trailing zeros; the shortest string had none.
-                while n > 1 && digits[n - 1] == b'0' {
-                    n -= 1;
-                }
+                d = scan(exact.as_bytes());
             }
         }
     }
-    layout(neg, &digits[..n], exp + 1, out);
+    layout(neg, &d.digits[..d.n], d.decpt, out);
     true
 }
 
@@ -171,30 +231,6 @@ fn tie_possible(x: f64) -> bool {
     let bitlen = i64::from(64 - m.leading_zeros());
     // lower bound of the digit count, in units of 1e-5 digits
     (bitlen - 1) * 30_103 + (-e) * 69_897 <= 19 * 100_000
-}
-
-/// Splits core's `d[.ddd]e<exp>` into digits and the exponent.
-fn sci_digits(s: &[u8]) -> ([u8; 20], usize, i64) {
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    let mut k = 0;
-    while k < s.len() && s[k] != b'e' {
-        if s[k] != b'.' && n < digits.len() {
-            digits[n] = s[k];
-            n += 1;
-        }
-        k += 1;
-    }
-    let mut exp: i64 = 0;
-    let mut eneg = false;
-    for &c in s.get(k + 1..).unwrap_or(&[]) {
-        match c {
-            b'-' => eneg = true,
-            b'0'..=b'9' => exp = exp * 10 + i64::from(c - b'0'),
-            _ => {}
-        }
-    }
-    (digits, n, if eneg { -exp } else { exp })
 }
 
 /// Lays out `digits` (no leading or trailing zeros, not empty) with the decimal point position
@@ -324,6 +360,32 @@ mod tests {
             ("000.5e1", "5.0"),
         ] {
             assert_eq!(repr(text), want, "{text}");
+            // is_repr: the text is its own repr exactly when it says so
+            if is_repr(text.as_bytes()) {
+                assert_eq!(text, want, "is_repr({text})");
+            }
+        }
+        for text in [
+            "21.97",
+            "0.0001",
+            "100.0",
+            "0.0",
+            "-0.0",
+            "-1.5",
+            "1000000000000000.0",
+        ] {
+            assert!(is_repr(text.as_bytes()), "{text}");
+            assert_eq!(repr(text), text);
+        }
+        for text in [
+            "0.00001",
+            "1.50",
+            "1e5",
+            "1.0e5",
+            "12345678901234567.0",
+            "0.30000000000000004",
+        ] {
+            assert!(!is_repr(text.as_bytes()), "{text}");
         }
     }
 }

@@ -33,6 +33,7 @@ impl Default for Limits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tag {
+    /// Literals: `a..a+b` in the input is the literal.
     Null,
     True,
     False,
@@ -76,6 +77,14 @@ pub(crate) struct Member {
     pub(crate) key: u32,
     pub(crate) val: u32,
     pub(crate) order: u32,
+    /// Length of the key's bytes.
+    pub(crate) klen: u32,
+    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons end here.
+    pub(crate) prefix: u64,
+    /// Where the canonical writer put `"key": value` of a top-level member whose bytes are the
+    /// same in both output orders (no object inside); `u32::MAX` when not recorded.
+    pub(crate) span_start: u32,
+    pub(crate) span_end: u32,
 }
 
 /// Reusable parser and writer state.
@@ -186,33 +195,100 @@ impl<'i> Doc<'_, 'i> {
 
     /// The value node of the top-level member `name`, from a range given by `root_members`.
     pub(crate) fn find(&self, range: &core::ops::Range<usize>, name: &[u8]) -> Option<u32> {
-        let members = &self.c.members[range.clone()];
-        members
-            .binary_search_by(|m| self.key_bytes(m.key).cmp(name))
-            .ok()
-            .map(|i| members[i].val)
+        self.find_member(range, name).map(|m| m.val)
     }
 
-    /// Writes the canonical bytes of the top-level object without the member `skip`.
+    /// The key and value nodes of the top-level member `name`.
+    pub(crate) fn find_member(
+        &self,
+        range: &core::ops::Range<usize>,
+        name: &[u8],
+    ) -> Option<Member> {
+        let members = &self.c.members[range.clone()];
+        let probe = dump::probe(name);
+        members
+            .binary_search_by(|m| {
+                dump::cmp_prefix(m, &probe).unwrap_or_else(|| self.key_bytes(m.key).cmp(name))
+            })
+            .ok()
+            .map(|i| members[i])
+    }
+
+    /// Writes the canonical bytes of the top-level object without the member whose key node
+    /// is `skip` (`u32::MAX`: none) to `canon` (from its start), noting where each member's
+    /// bytes went so that `write_root_python_without` can copy instead of formatting again.
     pub(crate) fn write_root_canonical_without(
         &mut self,
         range: core::ops::Range<usize>,
-        skip: &[u8],
-        out: &mut Vec<u8>,
+        skip: u32,
+        canon: &mut Vec<u8>,
     ) {
-        self.write_members(range, skip, out, true);
+        canon.push(b'{');
+        let mut first = true;
+        for k in range {
+            let m = self.c.members[k];
+            if m.key == skip {
+                continue;
+            }
+            if !first {
+                canon.extend_from_slice(b", ");
+            }
+            first = false;
+            let start = canon.len();
+            self.write_member(m, canon, true);
+            if !self.has_object(m.val) {
+                // Beyond u32 offsets (never with sane limits) the member is just rewritten.
+                if let (Ok(a), Ok(b)) = (u32::try_from(start), u32::try_from(canon.len())) {
+                    self.c.members[k].span_start = a;
+                    self.c.members[k].span_end = b;
+                }
+            }
+        }
+        canon.push(b'}');
     }
 
-    /// Writes `json.dumps(d)` of the top-level object without the member `skip`. Leaves the
-    /// range in input order: call it after the last `find` on the range.
+    /// Writes `json.dumps(d)` of the top-level object without the member `skip`, copying the
+    /// members recorded in `canon` by `write_root_canonical_without` (pass the same buffer, or
+    /// an empty one if it was not called). Leaves the range in input order: call it after the
+    /// last `find` on the range.
     pub(crate) fn write_root_python_without(
         &mut self,
         range: core::ops::Range<usize>,
-        skip: &[u8],
+        skip: u32,
+        canon: &[u8],
         out: &mut Vec<u8>,
     ) {
         self.c.members[range.clone()].sort_unstable_by_key(|m| m.order);
-        self.write_members(range, skip, out, false);
+        out.push(b'{');
+        let mut first = true;
+        for k in range {
+            let m = self.c.members[k];
+            if m.key == skip {
+                continue;
+            }
+            if !first {
+                out.extend_from_slice(b", ");
+            }
+            first = false;
+            match canon.get(m.span_start as usize..m.span_end as usize) {
+                Some(bytes) if m.span_start != u32::MAX => out.extend_from_slice(bytes),
+                _ => self.write_member(m, out, false),
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// Whether the value at `idx` is or contains an object (whose key order differs between
+    /// the two output orders).
+    fn has_object(&self, idx: u32) -> bool {
+        let n = self.node(idx);
+        match n.tag {
+            Tag::Object => true,
+            Tag::Array => self.c.tape[idx as usize + 1..n.a as usize]
+                .iter()
+                .any(|c| c.tag == Tag::Object),
+            _ => false,
+        }
     }
 
     /// Strict (v2) checks: no duplicate keys, no NaN/Infinity (literal or overflowing), no lone

@@ -79,9 +79,8 @@ impl<'a, 'c> Parser<'a, 'c> {
 
     /// Parses one whole document (whitespace around it allowed, nothing else).
     pub(crate) fn document(mut self) -> Result<(), Error> {
-        if let Err(e) = core::str::from_utf8(self.src) {
-            return Err(err(Syntax::InvalidUtf8, e.valid_up_to()));
-        }
+        // UTF-8 is checked per string (`check_utf8`): the grammar admits non-ASCII bytes
+        // nowhere else, so every non-ASCII byte of an accepted document has been checked.
         self.skip_ws();
         self.value(0)?;
         self.skip_ws();
@@ -113,7 +112,16 @@ impl<'a, 'c> Parser<'a, 'c> {
     }
 
     fn value(&mut self, depth: usize) -> Result<(), Error> {
-        match self.peek() {
+        // Strings and numbers first, with plain compares: telemetry is mostly those, and a
+        // predictable branch beats the jump table a `match` becomes.
+        let b = self.peek();
+        if b == Some(b'"') {
+            return self.string();
+        }
+        if let Some(b'0'..=b'9') = b {
+            return self.number();
+        }
+        match b {
             None => Err(err(Syntax::UnexpectedEnd, self.pos)),
             Some(b'{') => self.object(depth + 1),
             Some(b'[') => self.array(depth + 1),
@@ -138,8 +146,8 @@ impl<'a, 'c> Parser<'a, 'c> {
         if matches!(tag, Tag::NaN | Tag::Inf | Tag::NegInf) {
             self.flags.nonfinite = true;
         }
+        self.push(tag, self.pos, word.len());
         self.pos += word.len();
-        self.push(tag, 0, 0);
         Ok(())
     }
 
@@ -288,19 +296,16 @@ impl<'a, 'c> Parser<'a, 'c> {
     fn string(&mut self) -> Result<(), Error> {
         self.pos += 1; // opening quote
         let start = self.pos;
-        let mut escape_on_output = false;
+        let mut non_ascii = false;
         loop {
+            self.pos = next_special(self.src, self.pos);
             let Some(&b) = self.src.get(self.pos) else {
                 return Err(err(Syntax::UnexpectedEnd, self.pos));
             };
-            match CLASS[b as usize] {
-                0 => self.pos += 1,
-                4 => {
-                    escape_on_output = true;
-                    self.pos += 1;
-                }
-                1 => {
-                    let tag = if escape_on_output {
+            match b {
+                b'"' => {
+                    let tag = if non_ascii {
+                        check_utf8(&self.src[start..self.pos], start)?;
                         Tag::StrRaw
                     } else {
                         Tag::StrPlain
@@ -309,7 +314,11 @@ impl<'a, 'c> Parser<'a, 'c> {
                     self.pos += 1;
                     return Ok(());
                 }
-                2 => return self.string_with_escapes(start),
+                b'\\' => return self.string_with_escapes(start),
+                0x7F.. => {
+                    non_ascii = true;
+                    self.pos += 1;
+                }
                 _ => return Err(err(Syntax::ControlChar, self.pos)),
             }
         }
@@ -335,6 +344,8 @@ impl<'a, 'c> Parser<'a, 'c> {
             };
             match b {
                 b'"' => {
+                    // Escapes are ASCII, so the source span is UTF-8 iff its content is.
+                    check_utf8(&self.src[start..self.pos], start)?;
                     self.pos += 1;
                     let len = self.text.len() - text_start;
                     self.push(Tag::StrDecoded, text_start, len);
@@ -383,13 +394,11 @@ impl<'a, 'c> Parser<'a, 'c> {
                 self.pos += 4;
                 if (0xD800..0xDC00).contains(&cp)
                     && self.src.get(self.pos..self.pos + 2) == Some(b"\\u")
+                    && let Some(lo) = self.hex4(self.pos + 2)
+                    && (0xDC00..0xE000).contains(&lo)
                 {
-                    if let Some(lo) = self.hex4(self.pos + 2) {
-                        if (0xDC00..0xE000).contains(&lo) {
-                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                            self.pos += 6;
-                        }
-                    }
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    self.pos += 6;
                 }
                 if (0xD800..0xE000).contains(&cp) {
                     self.flags.lone_surrogate = true;
@@ -402,6 +411,47 @@ impl<'a, 'c> Parser<'a, 'c> {
         self.text.push(byte);
         Ok(())
     }
+}
+
+fn check_utf8(bytes: &[u8], offset: usize) -> Result<(), Error> {
+    match core::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(err(Syntax::InvalidUtf8, offset + e.valid_up_to())),
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The index of the first byte at or after `i` that is a quote, a backslash, a control
+/// character or 0x7F and above (or `src.len()`), eight bytes at a time (SWAR). In each test
+/// below, borrows and carries only propagate upwards from a byte that really matches, so the
+/// lowest flagged byte is always a real one.
+#[inline]
+fn next_special(src: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = src.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let q = x ^ (ONES * u64::from(b'"'));
+        let quote = q.wrapping_sub(ONES) & !q;
+        let b = x ^ (ONES * u64::from(b'\\'));
+        let backslash = b.wrapping_sub(ONES) & !b;
+        let high = x | x.wrapping_add(ONES);
+        let mask = (control | quote | backslash | high) & HIGH;
+        if mask != 0 {
+            return i + (mask.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = src.get(i) {
+        if CLASS[b as usize] != 0 {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Appends `cp` as (generalized) UTF-8: surrogates get their 3-byte form like any other code
