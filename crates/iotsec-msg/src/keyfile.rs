@@ -69,7 +69,7 @@ pub fn write(path: &Path, key: &KeyMaterial, overwrite: Overwrite) -> Result<(),
         tmp_name.extend_from_slice(std::format!("{b:02x}").as_bytes());
     }
     // The name is the original file name (valid for this OS) plus ASCII.
-    let tmp = dir.join(unsafe_free_os_string(tmp_name, name));
+    let tmp = dir.join(tmp_os_string(tmp_name, name));
     let result = write_tmp(&tmp, key).and_then(|()| {
         fs::rename(&tmp, path).map_err(io("rename key file"))?;
         if let Ok(d) = fs::File::open(dir) {
@@ -83,7 +83,7 @@ pub fn write(path: &Path, key: &KeyMaterial, overwrite: Overwrite) -> Result<(),
     result
 }
 
-fn unsafe_free_os_string(bytes: Vec<u8>, name: &std::ffi::OsStr) -> std::ffi::OsString {
+fn tmp_os_string(bytes: Vec<u8>, name: &std::ffi::OsStr) -> std::ffi::OsString {
     #[cfg(unix)]
     {
         let _ = name;

@@ -195,7 +195,7 @@ fn keygen(out: &Path, force: bool) -> anyhow::Result<Outcome> {
 
 fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         bail!("hex key has an odd number of digits");
     }
     (0..s.len())

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod jsongen;
+mod keyfile;
 mod python;
 mod state;
 mod v2;
