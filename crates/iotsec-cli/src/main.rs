@@ -40,6 +40,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Bring up the whole secured stack locally (PKI, hardened broker, ...).
     Up(cmd::up::Args),
+    /// OWASP IoT Top 10 assessment of a deployment (text, JSON, SARIF or HTML report).
+    Audit(cmd::audit::Args),
 }
 
 /// The outcome of a subcommand that ran to completion.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Device(args) => cmd::device::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

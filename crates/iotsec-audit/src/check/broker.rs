@@ -13,8 +13,13 @@ pub fn assess(path: &Path, a: &mut Assessment) -> Result<()> {
         a.push(Finding::from_broker(&f));
     }
     let what = format!("broker configuration {}", path.display());
-    for c in [OwaspIot::I1, OwaspIot::I7, OwaspIot::I8, OwaspIot::I9] {
+    for c in [OwaspIot::I1, OwaspIot::I7, OwaspIot::I9] {
         a.covered(c, what.clone());
+    }
+    // Device management on the broker means per-device identities (client certificates, with
+    // their revocation path); without them there is nothing of I8 to check here.
+    if config.listeners.iter().any(|l| l.flag("require_certificate")) {
+        a.covered(OwaspIot::I8, format!("{what} (client certificates, CRL, identity binding)"));
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! One module per `iotsec` subcommand.
 
+pub mod audit;
 pub mod broker;
 pub mod device;
 pub mod foreground;
