@@ -241,3 +241,48 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No reply, however malformed, makes a parser panic.
+        #[test]
+        fn classify_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), eof in any::<bool>()) {
+            for p in Probe::FAN_OUT {
+                let _ = classify(p, &bytes, eof);
+            }
+            let _ = tls::parse_server_flight(&bytes);
+            let _ = coap::parse_reply(&bytes, 7, [1, 2]);
+        }
+
+        /// Every strict prefix of a valid CONNACK is incomplete; the whole is the CONNACK.
+        #[test]
+        fn connack_prefixes_are_incomplete(code in 0u8..=5, present in any::<bool>()) {
+            let packet = [0x20, 0x02, u8::from(present), code];
+            for cut in 0..packet.len() {
+                prop_assert_eq!(mqtt::parse_connack(&packet[..cut], mqtt::MqttVersion::V311), Parse::Incomplete);
+            }
+            prop_assert!(matches!(mqtt::parse_connack(&packet, mqtt::MqttVersion::V311), Parse::Done(c) if c.code == code && c.session_present == present));
+        }
+
+        /// MQTT CONNECT encodes its remaining length correctly for any client id.
+        #[test]
+        fn connect_length_is_consistent(id in "[a-z0-9]{0,40}", v5 in any::<bool>()) {
+            let v = if v5 { mqtt::MqttVersion::V5 } else { mqtt::MqttVersion::V311 };
+            let p = mqtt::connect_packet(v, &id);
+            let Parse::Done((len, used)) = mqtt::decode_varint(&p[1..]) else { panic!("varint") };
+            prop_assert_eq!(1 + used + len, p.len());
+        }
+
+        /// A port set prints in a form that parses back to the same set.
+        #[test]
+        fn port_set_display_round_trips(ports in proptest::collection::vec(1u16..=u16::MAX, 1..200)) {
+            let set = crate::ports::PortSet::from_ports(ports);
+            let back = crate::ports::PortSet::parse(&set.to_string()).unwrap();
+            prop_assert_eq!(back, set);
+        }
+    }
+}
