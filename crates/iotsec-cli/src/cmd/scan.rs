@@ -213,16 +213,18 @@ fn render(report: &ScanReport, out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Progress on stderr for scans that take more than a second: rewritten in place on a
-/// terminal, one line every few seconds otherwise.
+/// Progress on stderr for scans that take more than a second: a ticker thread redraws one line
+/// in place on a terminal (every 250 ms), or prints a line every 5 s otherwise.
 #[derive(Clone)]
-struct ProgressLine(Option<Arc<Mutex<ProgressState>>>);
+struct ProgressLine(Option<Arc<Progressing>>);
+
+struct Progressing {
+    state: Mutex<ProgressState>,
+    done: std::sync::atomic::AtomicBool,
+    ticker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
 
 struct ProgressState {
-    started: Instant,
-    last: Option<Instant>,
-    tty: bool,
-    printed: bool,
     total: usize,
     swept: usize,
     open: usize,
@@ -234,56 +236,86 @@ impl ProgressLine {
         if quiet {
             return Self(None);
         }
-        Self(Some(Arc::new(Mutex::new(ProgressState {
-            started: Instant::now(),
-            last: None,
-            tty: std::io::stderr().is_terminal(),
-            printed: false,
-            total,
-            swept: 0,
-            open: 0,
-            identified: 0,
-        }))))
+        let shared = Arc::new(Progressing {
+            state: Mutex::new(ProgressState {
+                total,
+                swept: 0,
+                open: 0,
+                identified: 0,
+            }),
+            done: std::sync::atomic::AtomicBool::new(false),
+            ticker: Mutex::new(None),
+        });
+        let me = shared.clone();
+        let handle = std::thread::spawn(move || me.tick());
+        *shared.ticker.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Self(Some(shared))
     }
 
     fn update(&self, event: Progress) {
-        let Some(state) = &self.0 else { return };
-        let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(p) = &self.0 else { return };
+        let mut s = p.state.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
-            Progress::Sweep(p) => {
-                s.swept = p.done;
-                s.open = p.open;
+            Progress::Sweep(sw) => {
+                s.swept = sw.done;
+                s.open = sw.open;
             }
             Progress::Identified { done, .. } => s.identified = done,
-        }
-        let now = Instant::now();
-        let every = if s.tty {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(5)
-        };
-        if now.duration_since(s.started) < Duration::from_secs(1)
-            || s.last.is_some_and(|l| now.duration_since(l) < every)
-        {
-            return;
-        }
-        s.last = Some(now);
-        s.printed = true;
-        let line = format!(
-            "scanning: {}/{} ports swept, {} open, {} identified",
-            s.swept, s.total, s.open, s.identified
-        );
-        if s.tty {
-            eprint!("\r{line}\x1b[K");
-        } else {
-            eprintln!("{line}");
         }
     }
 
     fn finish(&self) {
-        let Some(state) = &self.0 else { return };
-        let s = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if s.printed && s.tty {
+        let Some(p) = &self.0 else { return };
+        p.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let handle = p
+            .ticker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Progressing {
+    fn tick(&self) {
+        let started = Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        let every = if tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(5)
+        };
+        let step = Duration::from_millis(50);
+        let mut next = started + Duration::from_secs(1);
+        let mut printed = false;
+        while !self.done.load(std::sync::atomic::Ordering::SeqCst) {
+            // A 50 ms poll of the done flag: a display refresh rate, not a timing assumption.
+            std::thread::sleep(step);
+            if Instant::now() < next {
+                continue;
+            }
+            next = Instant::now() + every;
+            let line = {
+                let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                format!(
+                    "scanning: {}/{} ports swept, {} open, {} identified ({:.0} s)",
+                    s.swept,
+                    s.total,
+                    s.open,
+                    s.identified,
+                    started.elapsed().as_secs_f64()
+                )
+            };
+            printed = true;
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        if printed && tty {
             eprint!("\r\x1b[K");
         }
     }
