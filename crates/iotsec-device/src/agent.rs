@@ -196,7 +196,9 @@ pub async fn run<S: Source>(
     // Orderly end: everything durable, the head written, an explicit offline status.
     shell.queue.sync()?;
     shell.queue.persist_head()?;
-    if shell.outbox.is_connected() {
+    // Only with nothing left to send: a status must not overtake older readings (see
+    // `Shell::status_in_order`).
+    if shell.outbox.is_connected() && shell.queue.is_empty() {
         shell.status("offline")?;
     }
     // The MQTT task ends once the DISCONNECT is out (no will is published then).
@@ -229,6 +231,8 @@ struct Shell {
     signed: Vec<u8>,
     /// PUBACK notices to wait for: (seq, notice).
     notices: Vec<(u64, rumqttc::PublishNotice)>,
+    /// The "online" status owed since the last connect (see [`Shell::status_in_order`]).
+    status_due: bool,
     summary: Summary,
 }
 
@@ -273,6 +277,7 @@ impl Shell {
             actions: Vec::new(),
             signed: Vec::new(),
             notices: Vec::new(),
+            status_due: false,
             summary: Summary {
                 backlog: report.pending,
                 ..Summary::default()
@@ -315,10 +320,11 @@ impl Shell {
                     unacked = self.outbox.unacked(),
                     "connected; (re)sending every unacked reading"
                 );
-                self.status("online")?;
+                self.status_due = true;
                 self.handle(Event::Connected);
             }
             Net::Down(failure) => {
+                self.status_due = false;
                 if failure.is_certificate_refused() {
                     tracing::error!(%failure, "readings stay queued; retrying with backoff");
                 } else {
@@ -376,6 +382,27 @@ impl Shell {
                 break;
             }
             self.handle(Event::Loaded(batch));
+        }
+        self.status_in_order()
+    }
+
+    /// Sends the owed "online" status once every queued reading (all have lower seqs than
+    /// the status will get) has been published on this connection.
+    ///
+    /// The ingest checks a device's seqs against one 64-entry replay window, and messages
+    /// arrive in the order they were published; a status that overtook a backlog of older
+    /// readings would push the window past them and get them refused as replays. In seq
+    /// order nothing is overtaken. (Until then the ingest still sees the device: its
+    /// readings arrive.)
+    fn status_in_order(&mut self) -> Result<()> {
+        if self.status_due
+            && self.outbox.is_connected()
+            && self.outbox.waiting() == 0
+            && self.queue.unsynced() == 0
+            && !self.queue.has_unread()
+        {
+            self.status_due = false;
+            self.status("online")?;
         }
         Ok(())
     }

@@ -19,8 +19,10 @@
 //! * at most `window` readings are loaded and unacked at a time;
 //! * publishing happens only while connected, in seq order within one step;
 //! * after every (re)connect every unacked reading is published again, and within one
-//!   connection a reading is published again only when `retry_after` has passed since it
-//!   was published or PUBACKed, whichever is later;
+//!   connection a reading is published again only when its retry timeout has passed since
+//!   it was published or PUBACKed, whichever is later. The timeout is `retry_after`,
+//!   doubled after each expiry on the same connection up to 16 times `retry_after`, so a
+//!   reading the ingest keeps refusing costs little while it waits (it is never dropped);
 //! * `Release { below }` is monotonic and never covers a reading that is not acked.
 //!
 //! Every `Publish` is signed by the shell at send time, with a fresh `ts` and the reading's
@@ -40,7 +42,8 @@ use crate::queue::Entry;
 pub struct OutboxConfig {
     /// Readings published but not yet acked by the ingest, at most.
     pub window: usize,
-    /// A reading not acked this long after its publish (or PUBACK) is published again.
+    /// A reading not acked this long after its publish (or PUBACK) is published again
+    /// (doubling per expiry on one connection, up to 16 times this).
     pub retry_after: Duration,
 }
 
@@ -96,6 +99,8 @@ pub enum Action {
 struct Slot {
     reading: Arc<[u8]>,
     attempts: u32,
+    /// Retry timers that ran out on the current connection.
+    expiries: u32,
     /// `Some` while in flight on the current connection: when to publish it again.
     deadline: Option<Duration>,
 }
@@ -168,6 +173,7 @@ impl Outbox {
                         Slot {
                             reading: Arc::from(entry.reading),
                             attempts: 0,
+                            expiries: 0,
                             deadline: None,
                         },
                     );
@@ -179,6 +185,7 @@ impl Outbox {
                 self.deadlines.clear();
                 for (seq, slot) in &mut self.entries {
                     slot.deadline = None;
+                    slot.expiries = 0;
                     self.waiting.insert(*seq);
                 }
             }
@@ -186,11 +193,12 @@ impl Outbox {
                 self.connected = false;
             }
             Event::Published { seq } => {
-                let new = now + self.config.retry_after;
+                let retry_after = self.config.retry_after;
                 if let Some(slot) = self.entries.get_mut(&seq)
                     && let Some(old) = slot.deadline
-                    && new > old
+                    && now + timeout(retry_after, slot.expiries) > old
                 {
+                    let new = now + timeout(retry_after, slot.expiries);
                     self.deadlines.remove(&(old, seq));
                     self.deadlines.insert((new, seq));
                     slot.deadline = Some(new);
@@ -229,6 +237,7 @@ impl Outbox {
                     self.deadlines.pop_first();
                     if let Some(slot) = self.entries.get_mut(&seq) {
                         slot.deadline = None;
+                        slot.expiries = slot.expiries.saturating_add(1);
                         self.waiting.insert(seq);
                     }
                 }
@@ -237,16 +246,21 @@ impl Outbox {
         self.flush(now, actions);
     }
 
+    /// Readings loaded but not yet published on the current connection.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// Publishes every waiting reading, if connected.
     fn flush(&mut self, now: Duration, actions: &mut Vec<Action>) {
         if !self.connected {
             return;
         }
-        let deadline = now + self.config.retry_after;
         while let Some(seq) = self.waiting.pop_first() {
             let Some(slot) = self.entries.get_mut(&seq) else {
                 continue;
             };
+            let deadline = now + timeout(self.config.retry_after, slot.expiries);
             slot.attempts = slot.attempts.saturating_add(1);
             slot.deadline = Some(deadline);
             self.deadlines.insert((deadline, seq));
@@ -257,6 +271,11 @@ impl Outbox {
             });
         }
     }
+}
+
+/// The retry timeout after `expiries` expiries: doubling, at most 16 times `base`.
+fn timeout(base: Duration, expiries: u32) -> Duration {
+    base.saturating_mul(1 << expiries.min(4))
 }
 
 #[cfg(test)]
@@ -314,6 +333,10 @@ mod tests {
         assert_eq!(publishes(&a), [5, 7]);
         assert!(matches!(a[0], Action::Publish { attempt: 2, .. }));
         a.clear();
+        // The next timeout is twice as long.
+        o.handle(t0 + RETRY * 2, Event::Tick, &mut a);
+        assert!(publishes(&a).is_empty(), "second timeout doubled");
+        assert_eq!(o.next_deadline(), Some(t0 + RETRY * 3));
         o.handle(t0 + RETRY, Event::Acked(Ack::from_seqs([7])), &mut a);
         // 7 is acked but 5 is not: the queue may only forget what lies below 5.
         assert_eq!(a, [Action::Release { below: 5 }]);

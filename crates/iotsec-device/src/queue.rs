@@ -377,6 +377,18 @@ impl Queue {
         self.last_seq.is_none_or(|l| l < self.head)
     }
 
+    /// True when synced readings wait to be handed out by [`Queue::read_batch`].
+    pub fn has_unread(&self) -> bool {
+        let Some(index) = self.segments.iter().position(|s| s.first == self.cursor.0) else {
+            return false;
+        };
+        self.segments
+            .iter()
+            .skip(index)
+            .enumerate()
+            .any(|(i, seg)| seg.synced > if i == 0 { self.cursor.1 } else { 0 })
+    }
+
     /// Hands out up to `max` synced readings after the ones already handed out, in seq order.
     ///
     /// # Errors
@@ -528,6 +540,7 @@ mod tests {
         assert!(q.is_empty());
         fill(&mut q, (0..30).map(|i| i * 2));
         assert!(q.segments.len() > 2, "small segments rotate");
+        assert!(q.has_unread());
         let got = q.read_batch(7).unwrap();
         assert_eq!(
             got.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -537,6 +550,7 @@ mod tests {
         let rest = q.read_batch(100).unwrap();
         assert_eq!(rest.len(), 23);
         assert!(q.read_batch(100).unwrap().is_empty());
+        assert!(!q.has_unread());
         q.release(21).unwrap();
         q.persist_head().unwrap();
         drop(q);

@@ -110,7 +110,7 @@ impl SeqStore {
     /// [`Error::SeqExhausted`], or the write of the bound failed (then no number is handed out).
     pub fn allocate(&mut self) -> Result<u64> {
         loop {
-            match self.counter.next().map_err(|_| Error::SeqExhausted)? {
+            match self.counter.next_seq().map_err(|_| Error::SeqExhausted)? {
                 Next::Use(n) => return Ok(n),
                 Next::Persist(bound) => {
                     write_atomic(&self.path, format!("{bound}\n").as_bytes())?;

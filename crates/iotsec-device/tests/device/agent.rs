@@ -60,6 +60,32 @@ fn assert_exactly_readings(msgs: &[Msg], count: u64) -> BTreeMap<u64, u64> {
     seq_of
 }
 
+/// Every "online" status arrived after every reading with a lower seq: a status never
+/// overtakes older readings (the ingest's 64-entry replay window would refuse them).
+fn assert_status_in_seq_order(log: &[Msg]) {
+    for (i, status) in log.iter().enumerate() {
+        if status.is_telemetry() || status.json["state"] != "online" {
+            continue;
+        }
+        let before: BTreeSet<u64> = log[..i]
+            .iter()
+            .filter(|m| m.is_telemetry())
+            .map(Msg::seq)
+            .collect();
+        for m in log
+            .iter()
+            .filter(|m| m.is_telemetry() && m.seq() < status.seq())
+        {
+            assert!(
+                before.contains(&m.seq()),
+                "status seq {} overtook reading seq {}",
+                status.seq(),
+                m.seq()
+            );
+        }
+    }
+}
+
 fn queue_of(config: &iotsec_device::Config) -> Queue {
     let (queue, _) = Queue::open(
         &config.state_dir.join("queue"),
@@ -120,6 +146,7 @@ async fn publishes_signed_readings_and_drains_on_the_ingest_ack() {
     assert_all_verify(&status, "dev-1");
     let reading_seqs: BTreeSet<u64> = telemetry.iter().map(Msg::seq).collect();
     assert!(status.iter().all(|s| !reading_seqs.contains(&s.seq())));
+    assert_status_in_seq_order(&ingest.all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,6 +193,7 @@ async fn restart_mid_stream_loses_nothing_and_never_repeats_a_seq() {
     let min_new = (taken_first..total).map(|n| seq_of[&n]).min().unwrap();
     assert!(min_new > max_seq_first, "{min_new} <= {max_seq_first}");
     assert!(summary.backlog <= taken_first);
+    assert_status_in_seq_order(&ingest.all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,6 +236,7 @@ async fn broker_killed_mid_stream_then_restarted_everything_arrives() {
     assert_eq!(summary.acked, 400);
     assert!(queue_of(&config).is_empty());
     assert_exactly_readings(&ingest.telemetry(), 400);
+    assert_status_in_seq_order(&ingest.all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
