@@ -128,7 +128,6 @@ struct TlsOutcome {
     /// Alert or error that ended the connection after a CertificateRequest.
     refusal: Option<String>,
     inner: Option<Identified>,
-    inner_bytes: Vec<u8>,
     legacy: Option<LegacyTls>,
 }
 
@@ -544,9 +543,6 @@ fn absorb(out: &mut TlsOutcome, reply: Reply<Identified>) {
     };
     if better {
         out.inner = reply.parsed;
-    }
-    if out.inner_bytes.is_empty() {
-        out.inner_bytes = reply.bytes;
     }
 }
 
