@@ -38,13 +38,16 @@ pub fn assess(target: &Target, ports: &[PortReport], policy: Option<&Policy>) ->
         }
         if let Some(binding) = p.binding.as_ref().filter(|b| b.all_interfaces) {
             let addrs: Vec<String> = binding.addresses.iter().map(ToString::to_string).collect();
+            let service = match p.service {
+                Service::NotProbed => String::new(),
+                _ => format!(" ({})", p.service_name()),
+            };
             out.push(check::LISTEN_ALL_INTERFACES.finding(
                 &at,
                 format!(
-                    "kernel socket table: port {} listening on {} ({})",
+                    "kernel socket table: port {} listening on {}{service}",
                     p.port,
                     addrs.join(", "),
-                    p.service_name()
                 ),
             ));
         }
