@@ -179,8 +179,7 @@ def main():
                 t, out = wall(cmd)
                 if name == "iotsec":
                     report = json.loads(out)
-                    ours_found = {p["port"]: p["service"]["name"] + ("/tls" if p["tls"] and p["service"]["name"] != "tls" else "")
-                                  for p in report["ports"]}
+                    ours_found = {p["port"]: p["label"] for p in report["ports"]}
                     n = len(iotsec_identified(report))
                     ours.append(t)
                 else:

@@ -317,8 +317,9 @@ pub struct Binding {
     pub all_interfaces: bool,
 }
 
-/// One open port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One open port. Serialised with two computed fields for machines that only want the table:
+/// `label` ([`PortReport::service_name`]) and `summary` ([`PortReport::details`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PortReport {
     /// Port number.
     pub port: u16,
@@ -332,6 +333,33 @@ pub struct PortReport {
     pub binding: Option<Binding>,
     /// Time spent identifying the port, milliseconds.
     pub elapsed_ms: u64,
+}
+
+impl Serialize for PortReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            port: u16,
+            transport: Transport,
+            label: String,
+            summary: String,
+            service: &'a Service,
+            tls: &'a Option<TlsInfo>,
+            binding: &'a Option<Binding>,
+            elapsed_ms: u64,
+        }
+        Out {
+            port: self.port,
+            transport: self.transport,
+            label: self.service_name(),
+            summary: self.details(),
+            service: &self.service,
+            tls: &self.tls,
+            binding: &self.binding,
+            elapsed_ms: self.elapsed_ms,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl PortReport {
@@ -397,4 +425,37 @@ pub struct ScanReport {
     pub ports: Vec<PortReport>,
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::mqtt::ConnectOutcome;
+
+    #[test]
+    fn port_json_has_label_and_round_trips() {
+        let p = PortReport {
+            port: 1883,
+            transport: Transport::Tcp,
+            service: Service::Mqtt(MqttService {
+                v311: Some(ConnectOutcome::Accepted),
+                v5: Some(ConnectOutcome::NotAuthorized),
+            }),
+            tls: None,
+            binding: None,
+            elapsed_ms: 4,
+        };
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["label"], "mqtt");
+        assert_eq!(json["service"]["name"], "mqtt");
+        assert_eq!(json["service"]["info"]["v311"], "accepted");
+        assert!(
+            json["summary"]
+                .as_str()
+                .unwrap()
+                .contains("anonymous access accepted")
+        );
+        let back: PortReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+    }
 }
