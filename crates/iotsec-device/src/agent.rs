@@ -32,7 +32,7 @@ use crate::outbox::{Action, Event, Outbox, OutboxConfig};
 use crate::queue::{Queue, QueueOptions};
 use crate::reading::{self, Sealer};
 use crate::source::{Source, wall_ms};
-use crate::state::SeqStore;
+use crate::state::{SeqStore, StateLock};
 
 /// Readings fsynced together at most.
 pub const SYNC_GROUP: usize = 64;
@@ -219,6 +219,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// The main loop's state.
 struct Shell {
+    _lock: StateLock,
     outbox: Outbox,
     queue: Queue,
     seqs: SeqStore,
@@ -240,6 +241,7 @@ impl Shell {
     fn open(config: &Config, options: &RunOptions) -> Result<Shell> {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(Error::io("create", &config.state_dir))?;
+        let lock = StateLock::acquire(&config.state_dir)?;
         let (queue, report) = Queue::open(
             &config.state_dir.join("queue"),
             QueueOptions::with_max_bytes(config.max_queue_bytes),
@@ -266,6 +268,7 @@ impl Shell {
             "device agent starting"
         );
         Ok(Shell {
+            _lock: lock,
             outbox: Outbox::new(options.outbox),
             queue,
             seqs,

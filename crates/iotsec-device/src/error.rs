@@ -86,6 +86,12 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// Another agent runs on the same state directory.
+    #[error("{} is held by another running agent", path.display())]
+    StateLocked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The sequence counter reached `u64::MAX`.
     #[error("the message sequence counter is exhausted")]
     SeqExhausted,

@@ -73,6 +73,39 @@ pub(crate) fn read_u64(path: &Path) -> Result<Option<u64>> {
     }
 }
 
+/// An exclusive lock on a state directory (`state/lock`, `flock(2)`), held while an agent
+/// runs: two agents appending to one queue would corrupt it. Released when dropped, and by
+/// the kernel when the process dies.
+#[derive(Debug)]
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+impl StateLock {
+    /// Takes the lock on `dir` (creating `dir/lock`), or fails at once.
+    ///
+    /// # Errors
+    /// [`Error::StateLocked`] when another agent holds it; [`Error::Io`].
+    pub fn acquire(dir: &Path) -> Result<StateLock> {
+        let path = dir.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(StateLock { _lock: lock }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::StateLocked { path }),
+            Err((_, errno)) => Err(Error::Io {
+                op: "lock",
+                path,
+                source: std::io::Error::from(errno),
+            }),
+        }
+    }
+}
+
 /// The sequence counter with its bound persisted in `state/seq`.
 #[derive(Debug)]
 pub struct SeqStore {
@@ -149,6 +182,18 @@ mod tests {
             read_u64(&dir.path().join("seq")).unwrap(),
             Some(3 * SEQ_STEP)
         );
+    }
+
+    #[test]
+    fn a_second_agent_is_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = StateLock::acquire(dir.path()).unwrap();
+        assert!(matches!(
+            StateLock::acquire(dir.path()),
+            Err(Error::StateLocked { .. })
+        ));
+        drop(lock);
+        StateLock::acquire(dir.path()).unwrap();
     }
 
     #[test]
