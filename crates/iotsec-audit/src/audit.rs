@@ -50,8 +50,24 @@ impl Inputs {
             a.input(format!("--pki {}", p.display()));
         }
         if let Some(h) = &self.host {
-            let ports = self.ports.as_ref().map_or_else(|| "iot".to_owned(), |p| format!("{} ports", p.len()));
-            a.input(format!("--host {h} --ports {ports}{}", if self.active.is_some() { " --active" } else { "" }));
+            let ports = match &self.ports {
+                None => "iot".to_owned(),
+                Some(p) if p.len() <= 8 => p
+                    .as_slice()
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Some(p) => format!("<{} ports>", p.len()),
+            };
+            a.input(format!(
+                "--host {h} --ports {ports}{}",
+                if self.active.is_some() {
+                    " --active"
+                } else {
+                    ""
+                }
+            ));
         }
         for p in &self.firmware {
             a.input(format!("--firmware {}", p.display()));
@@ -79,7 +95,9 @@ pub async fn run(inputs: Inputs, now: OffsetDateTime) -> Result<Report> {
         Some(host) => network(host, &inputs).await?,
         None => (Assessment::new(), BTreeSet::new()),
     };
-    let (offline, inventory) = offline.await.map_err(|e| AuditError::Task(e.to_string()))??;
+    let (offline, inventory) = offline
+        .await
+        .map_err(|e| AuditError::Task(e.to_string()))??;
     a.merge(offline);
     a.merge(network);
 
@@ -87,7 +105,8 @@ pub async fn run(inputs: Inputs, now: OffsetDateTime) -> Result<Report> {
         let registry = inputs.registry.clone();
         let part = tokio::task::spawn_blocking(move || {
             let mut a = Assessment::new();
-            check::registry::assess(&server, now, &registry, inventory.as_ref(), &seen, &mut a).map(|()| a)
+            check::registry::assess(&server, now, &registry, inventory.as_ref(), &seen, &mut a)
+                .map(|()| a)
         })
         .await
         .map_err(|e| AuditError::Task(e.to_string()))??;
@@ -96,7 +115,10 @@ pub async fn run(inputs: Inputs, now: OffsetDateTime) -> Result<Report> {
     Ok(a.into_report(now))
 }
 
-fn offline(inputs: &Inputs, now: OffsetDateTime) -> Result<(Assessment, Option<iotsec_pki::Inventory>)> {
+fn offline(
+    inputs: &Inputs,
+    now: OffsetDateTime,
+) -> Result<(Assessment, Option<iotsec_pki::Inventory>)> {
     let mut a = Assessment::new();
     if let Some(conf) = &inputs.mosquitto_conf {
         check::broker::assess(conf, &mut a)?;
@@ -108,7 +130,10 @@ fn offline(inputs: &Inputs, now: OffsetDateTime) -> Result<(Assessment, Option<i
     let mut trees = inputs.firmware.clone();
     for path in &inputs.device_configs {
         if !path.exists() {
-            return Err(AuditError::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(AuditError::io(
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
         if check::update::is_slots_dir(path) {
             check::update::assess(path, &mut a);
@@ -135,7 +160,9 @@ async fn network(host: &str, inputs: &Inputs) -> Result<(Assessment, BTreeSet<St
         for p in &report.ports {
             if let Service::Mqtt(_) = p.service {
                 mqtt += 1;
-                seen.extend(check::active::assess(host, p.port, p.tls.is_some(), opts, &mut a).await);
+                seen.extend(
+                    check::active::assess(host, p.port, p.tls.is_some(), opts, &mut a).await,
+                );
             }
         }
         if mqtt == 0 {

@@ -338,6 +338,19 @@ mod tests {
     }
 
     #[test]
+    fn every_check_is_documented() {
+        let doc = include_str!("../../../docs/audit.md");
+        for c in ALL {
+            let row = format!("| `{}` | {} | {} |", c.id, c.severity, c.category.code());
+            assert!(
+                doc.contains(&row),
+                "docs/audit.md lacks the row for {}",
+                c.id
+            );
+        }
+    }
+
+    #[test]
     fn pki_codes_map() {
         assert_eq!(pki_code("PKI-CERT-EXPIRED").severity, Severity::High);
         assert_eq!(pki_code("PKI-SOMETHING-NEW").category, OwaspIot::I7);

@@ -211,7 +211,13 @@ pub fn sort(findings: &mut [Finding]) {
 /// that get attached to tickets and CI logs.
 pub fn redact(secret: &str) -> String {
     let n = secret.chars().count();
-    let shown = if n >= 12 { 4 } else if n >= 6 { 2 } else { 0 };
+    let shown = if n >= 12 {
+        4
+    } else if n >= 6 {
+        2
+    } else {
+        0
+    };
     let head: String = secret.chars().take(shown).collect();
     format!("{head}… ({n} characters, redacted)")
 }

@@ -109,7 +109,9 @@ pub fn needed_inputs(category: OwaspIot) -> &'static str {
         OwaspIot::I3 => {
             "give --host with the ports of the web/API interfaces (HTTP interfaces are checked for authentication)"
         }
-        OwaspIot::I4 => "give --firmware (source tree, image, iotsec-ota bundle) or --device-config",
+        OwaspIot::I4 => {
+            "give --firmware (source tree, image, iotsec-ota bundle) or --device-config"
+        }
         OwaspIot::I5 => {
             "give --host with --active (broker version) or --firmware (bundled component versions)"
         }
@@ -250,7 +252,12 @@ mod tests {
         a.covered(OwaspIot::I7, "firmware");
         a.push(catalog::FW_TLS_VERIFY_OFF.finding(Location::line("x.py", 3), "e"));
         let r = a.into_report(OffsetDateTime::UNIX_EPOCH);
-        let status = |c: OwaspIot| r.categories.iter().find(|x| x.category == c).map(|x| x.status);
+        let status = |c: OwaspIot| {
+            r.categories
+                .iter()
+                .find(|x| x.category == c)
+                .map(|x| x.status)
+        };
         assert_eq!(status(OwaspIot::I1), Some(Status::Pass));
         assert_eq!(status(OwaspIot::I7), Some(Status::Fail));
         assert_eq!(status(OwaspIot::I10), Some(Status::NotAssessed));

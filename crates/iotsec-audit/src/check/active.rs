@@ -70,15 +70,60 @@ pub struct Advisory {
 /// Known-vulnerable Mosquitto versions (a small table from the Eclipse Mosquitto security
 /// advisories and the CVE records; a version below `fixed_in` is affected).
 pub const MOSQUITTO_ADVISORIES: &[Advisory] = &[
-    Advisory { fixed_in: (1, 4, 12), cve: "CVE-2017-7650", severity: Severity::High, summary: "pattern ACLs bypassed with client ids or usernames containing + or #" },
-    Advisory { fixed_in: (1, 5, 6), cve: "CVE-2018-12546", severity: Severity::Medium, summary: "retained messages still delivered after access to the topic was revoked" },
-    Advisory { fixed_in: (1, 5, 6), cve: "CVE-2018-12551", severity: Severity::High, summary: "malformed password file lets clients authenticate without a valid password" },
-    Advisory { fixed_in: (1, 6, 6), cve: "CVE-2019-11779", severity: Severity::Medium, summary: "SUBSCRIBE with a very deep topic hierarchy crashes the broker" },
-    Advisory { fixed_in: (2, 0, 11), cve: "CVE-2021-34431", severity: Severity::Medium, summary: "crafted MQTT v5 CONNECT leaks broker memory" },
-    Advisory { fixed_in: (2, 0, 16), cve: "CVE-2023-0809", severity: Severity::High, summary: "unauthenticated clients can make the broker allocate excessive memory" },
-    Advisory { fixed_in: (2, 0, 16), cve: "CVE-2023-3592", severity: Severity::Medium, summary: "memory leak through a crafted CONNECT with a will property" },
-    Advisory { fixed_in: (2, 0, 16), cve: "CVE-2023-28366", severity: Severity::Medium, summary: "memory leak with duplicate QoS 2 message ids" },
-    Advisory { fixed_in: (2, 0, 19), cve: "CVE-2024-8376", severity: Severity::High, summary: "crafted packet sequences cause memory leaks, crashes or use-after-free" },
+    Advisory {
+        fixed_in: (1, 4, 12),
+        cve: "CVE-2017-7650",
+        severity: Severity::High,
+        summary: "pattern ACLs bypassed with client ids or usernames containing + or #",
+    },
+    Advisory {
+        fixed_in: (1, 5, 6),
+        cve: "CVE-2018-12546",
+        severity: Severity::Medium,
+        summary: "retained messages still delivered after access to the topic was revoked",
+    },
+    Advisory {
+        fixed_in: (1, 5, 6),
+        cve: "CVE-2018-12551",
+        severity: Severity::High,
+        summary: "malformed password file lets clients authenticate without a valid password",
+    },
+    Advisory {
+        fixed_in: (1, 6, 6),
+        cve: "CVE-2019-11779",
+        severity: Severity::Medium,
+        summary: "SUBSCRIBE with a very deep topic hierarchy crashes the broker",
+    },
+    Advisory {
+        fixed_in: (2, 0, 11),
+        cve: "CVE-2021-34431",
+        severity: Severity::Medium,
+        summary: "crafted MQTT v5 CONNECT leaks broker memory",
+    },
+    Advisory {
+        fixed_in: (2, 0, 16),
+        cve: "CVE-2023-0809",
+        severity: Severity::High,
+        summary: "unauthenticated clients can make the broker allocate excessive memory",
+    },
+    Advisory {
+        fixed_in: (2, 0, 16),
+        cve: "CVE-2023-3592",
+        severity: Severity::Medium,
+        summary: "memory leak through a crafted CONNECT with a will property",
+    },
+    Advisory {
+        fixed_in: (2, 0, 16),
+        cve: "CVE-2023-28366",
+        severity: Severity::Medium,
+        summary: "memory leak with duplicate QoS 2 message ids",
+    },
+    Advisory {
+        fixed_in: (2, 0, 19),
+        cve: "CVE-2024-8376",
+        severity: Severity::High,
+        summary: "crafted packet sequences cause memory leaks, crashes or use-after-free",
+    },
 ];
 
 /// `x.y.z` from a `$SYS/broker/version` payload such as `mosquitto version 2.0.11`.
@@ -86,14 +131,21 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     text.split(|c: char| c.is_whitespace() || c == '-' || c == '+')
         .find_map(|tok| {
             let mut it = tok.split('.');
-            let v = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+            let v = (
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+            );
             it.next().is_none().then_some(v)
         })
 }
 
 /// The advisories that affect `version`.
 pub fn advisories(version: (u32, u32, u32)) -> Vec<&'static Advisory> {
-    MOSQUITTO_ADVISORIES.iter().filter(|a| version < a.fixed_in).collect()
+    MOSQUITTO_ADVISORIES
+        .iter()
+        .filter(|a| version < a.fixed_in)
+        .collect()
 }
 
 /// What one MQTT session saw.
@@ -117,7 +169,13 @@ enum Connect {
 
 /// Runs the active checks on one MQTT port; returns the device ids seen in topics
 /// (`devices/<id>/...`).
-pub async fn assess(host: &str, port: u16, tls: bool, opts: &ActiveOptions, a: &mut Assessment) -> BTreeSet<String> {
+pub async fn assess(
+    host: &str,
+    port: u16,
+    tls: bool,
+    opts: &ActiveOptions,
+    a: &mut Assessment,
+) -> BTreeSet<String> {
     let at = Location::tcp(host, port);
     let mut seen = BTreeSet::new();
     let what = format!("active MQTT checks on {at}");
@@ -125,9 +183,15 @@ pub async fn assess(host: &str, port: u16, tls: bool, opts: &ActiveOptions, a: &
         Connect::Accepted(s) => {
             for (filter, ok) in &s.granted {
                 if *ok && filter == "#" {
-                    a.push(catalog::MQTT_ANON_SUBSCRIBE_ALL.finding(at.clone(), "anonymous SUBSCRIBE to `#` granted (SUBACK QoS 0)"));
+                    a.push(catalog::MQTT_ANON_SUBSCRIBE_ALL.finding(
+                        at.clone(),
+                        "anonymous SUBSCRIBE to `#` granted (SUBACK QoS 0)",
+                    ));
                 } else if *ok {
-                    a.push(catalog::MQTT_ANON_SYS.finding(at.clone(), "anonymous SUBSCRIBE to `$SYS/#` granted (SUBACK QoS 0)"));
+                    a.push(catalog::MQTT_ANON_SYS.finding(
+                        at.clone(),
+                        "anonymous SUBSCRIBE to `$SYS/#` granted (SUBACK QoS 0)",
+                    ));
                 }
             }
             retained_secrets(&at, &s, a);
@@ -140,12 +204,22 @@ pub async fn assess(host: &str, port: u16, tls: bool, opts: &ActiveOptions, a: &
             }
             version(&at, s.version.as_deref(), a);
             a.covered(OwaspIot::I2, what.clone());
-            a.covered(OwaspIot::I7, format!("{what}: {} retained messages inspected", s.retained.len()));
-            a.note(format!("{at}: default credentials not tried, the broker already accepts anonymous clients"));
+            a.covered(
+                OwaspIot::I7,
+                format!("{what}: {} retained messages inspected", s.retained.len()),
+            );
+            a.note(format!(
+                "{at}: default credentials not tried, the broker already accepts anonymous clients"
+            ));
         }
         Connect::Refused(code) => {
-            a.covered(OwaspIot::I2, format!("{what}: anonymous CONNECT refused ({code:?})"));
-            a.note(format!("{at}: anonymous CONNECT refused ({code:?}); subscriptions and $SYS not inspected"));
+            a.covered(
+                OwaspIot::I2,
+                format!("{what}: anonymous CONNECT refused ({code:?})"),
+            );
+            a.note(format!(
+                "{at}: anonymous CONNECT refused ({code:?}); subscriptions and $SYS not inspected"
+            ));
             credentials(host, port, tls, opts, &at, a).await;
         }
         Connect::Failed(e) => {
@@ -160,8 +234,12 @@ fn retained_secrets(at: &Location, s: &Session, a: &mut Assessment) {
     for (topic, payload) in &s.retained {
         matcher.scan(payload, false, |_, _, matches| {
             for m in matches {
-                let Some(rule) = matcher.rules().get(m.rule) else { continue };
-                let Kind::Finding(check) = rule.kind else { continue };
+                let Some(rule) = matcher.rules().get(m.rule) else {
+                    continue;
+                };
+                let Kind::Finding(check) = rule.kind else {
+                    continue;
+                };
                 if check.category != OwaspIot::I1 {
                     continue;
                 }
@@ -176,11 +254,15 @@ fn retained_secrets(at: &Location, s: &Session, a: &mut Assessment) {
 
 fn version(at: &Location, text: Option<&str>, a: &mut Assessment) {
     let Some(text) = text else {
-        a.note(format!("{at}: no $SYS/broker/version received; broker version not assessed"));
+        a.note(format!(
+            "{at}: no $SYS/broker/version received; broker version not assessed"
+        ));
         return;
     };
     let Some(v) = parse_version(text) else {
-        a.note(format!("{at}: $SYS/broker/version {text:?} has no x.y.z version"));
+        a.note(format!(
+            "{at}: $SYS/broker/version {text:?} has no x.y.z version"
+        ));
         return;
     };
     let hits = advisories(v);
@@ -188,7 +270,15 @@ fn version(at: &Location, text: Option<&str>, a: &mut Assessment) {
     let Some(worst) = hits.iter().map(|h| h.severity).max() else {
         return;
     };
-    let cves: Vec<String> = hits.iter().map(|h| format!("{} (fixed in {}.{}.{}: {})", h.cve, h.fixed_in.0, h.fixed_in.1, h.fixed_in.2, h.summary)).collect();
+    let cves: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            format!(
+                "{} (fixed in {}.{}.{}: {})",
+                h.cve, h.fixed_in.0, h.fixed_in.1, h.fixed_in.2, h.summary
+            )
+        })
+        .collect();
     let mut f = catalog::MQTT_VULNERABLE_VERSION.finding(
         at.clone(),
         format!("$SYS/broker/version = {text:?}; {}. Distribution packages may carry backported fixes under the old version number.", cves.join("; ")),
@@ -197,7 +287,14 @@ fn version(at: &Location, text: Option<&str>, a: &mut Assessment) {
     a.push(f);
 }
 
-async fn credentials(host: &str, port: u16, tls: bool, opts: &ActiveOptions, at: &Location, a: &mut Assessment) {
+async fn credentials(
+    host: &str,
+    port: u16,
+    tls: bool,
+    opts: &ActiveOptions,
+    at: &Location,
+    a: &mut Assessment,
+) {
     let mut tried = 0;
     for (i, (user, pass)) in DEFAULT_CREDENTIALS.iter().enumerate() {
         if i > 0 {
@@ -214,21 +311,29 @@ async fn credentials(host: &str, port: u16, tls: bool, opts: &ActiveOptions, at:
             }
             Connect::Refused(_) => {}
             Connect::Failed(e) => {
-                a.note(format!("{at}: default-credential attempt failed to connect: {e}"));
+                a.note(format!(
+                    "{at}: default-credential attempt failed to connect: {e}"
+                ));
                 break;
             }
         }
     }
     a.covered(
         OwaspIot::I1,
-        format!("{tried} default credentials tried on {at} (one per {:?})", opts.credential_interval),
+        format!(
+            "{tried} default credentials tried on {at} (one per {:?})",
+            opts.credential_interval
+        ),
     );
 }
 
 fn client_id() -> String {
     let mut id = [0u8; 4];
     let _ = getrandom::fill(&mut id);
-    format!("iotsec-audit-{:02x}{:02x}{:02x}{:02x}", id[0], id[1], id[2], id[3])
+    format!(
+        "iotsec-audit-{:02x}{:02x}{:02x}{:02x}",
+        id[0], id[1], id[2], id[3]
+    )
 }
 
 async fn session(
@@ -240,7 +345,9 @@ async fn session(
     opts: &ActiveOptions,
 ) -> Connect {
     let mut options = MqttOptions::new(client_id(), (host.to_owned(), port));
-    options.set_keep_alive(10).set_max_packet_size(1 << 20, 1 << 20);
+    options
+        .set_keep_alive(10)
+        .set_max_packet_size(1 << 20, 1 << 20);
     if tls {
         let provider = iotsec_scan::handshake::provider();
         match iotsec_scan::handshake::inspection_config(&provider) {
@@ -260,7 +367,9 @@ async fn session(
     let deadline = Instant::now() + opts.connect_timeout;
     loop {
         match tokio::time::timeout_at(deadline, events.poll()).await {
-            Err(_) => return Connect::Failed(format!("no CONNACK within {:?}", opts.connect_timeout)),
+            Err(_) => {
+                return Connect::Failed(format!("no CONNACK within {:?}", opts.connect_timeout));
+            }
             Ok(Err(ConnectionError::ConnectionRefused(code))) => return Connect::Refused(code),
             Ok(Err(e)) => return Connect::Failed(e.to_string()),
             Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
@@ -294,7 +403,10 @@ async fn collect(events: &mut EventLoop, filters: &[&str], listen: Duration, s: 
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 for code in ack.return_codes {
                     if let Some(f) = filters.get(next_filter) {
-                        s.granted.push(((*f).to_owned(), matches!(code, SubscribeReasonCode::Success(_))));
+                        s.granted.push((
+                            (*f).to_owned(),
+                            matches!(code, SubscribeReasonCode::Success(_)),
+                        ));
                     }
                     next_filter += 1;
                 }

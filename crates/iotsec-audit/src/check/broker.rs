@@ -18,8 +18,15 @@ pub fn assess(path: &Path, a: &mut Assessment) -> Result<()> {
     }
     // Device management on the broker means per-device identities (client certificates, with
     // their revocation path); without them there is nothing of I8 to check here.
-    if config.listeners.iter().any(|l| l.flag("require_certificate")) {
-        a.covered(OwaspIot::I8, format!("{what} (client certificates, CRL, identity binding)"));
+    if config
+        .listeners
+        .iter()
+        .any(|l| l.flag("require_certificate"))
+    {
+        a.covered(
+            OwaspIot::I8,
+            format!("{what} (client certificates, CRL, identity binding)"),
+        );
     }
     Ok(())
 }

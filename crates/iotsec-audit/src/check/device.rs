@@ -13,8 +13,10 @@ use crate::report::Assessment;
 pub fn parse(path: &Path) -> Option<toml::Table> {
     let text = std::fs::read_to_string(path).ok()?;
     let table: toml::Table = text.parse().ok()?;
-    (table.contains_key("id") && table.contains_key("broker") && table.get("tls").is_some_and(toml::Value::is_table))
-        .then_some(table)
+    (table.contains_key("id")
+        && table.contains_key("broker")
+        && table.get("tls").is_some_and(toml::Value::is_table))
+    .then_some(table)
 }
 
 /// Assesses a parsed device.toml.
@@ -32,16 +34,21 @@ pub fn assess(path: &Path, table: &toml::Table, a: &mut Assessment) {
     ];
     for key in keys.into_iter().flatten() {
         if let Some(mode) = world_readable(&key) {
-            a.push(catalog::DEV_KEY_PERMS.finding(Location::file(&key), format!("mode {mode:o} (from {})", path.display())));
+            a.push(catalog::DEV_KEY_PERMS.finding(
+                Location::file(&key),
+                format!("mode {mode:o} (from {})", path.display()),
+            ));
         }
     }
-    if let Some(v) = tls.and_then(|t| t.get("expiry")).and_then(toml::Value::as_str)
+    if let Some(v) = tls
+        .and_then(|t| t.get("expiry"))
+        .and_then(toml::Value::as_str)
         && v == "ignore"
     {
-        a.push(catalog::DEV_TLS_EXPIRY_IGNORED.finding(
-            Location::file(path),
-            "[tls] expiry = \"ignore\"",
-        ));
+        a.push(
+            catalog::DEV_TLS_EXPIRY_IGNORED
+                .finding(Location::file(path), "[tls] expiry = \"ignore\""),
+        );
     }
     let policy = tls
         .and_then(|t| t.get("policy"))
@@ -50,6 +57,9 @@ pub fn assess(path: &Path, table: &toml::Table, a: &mut Assessment) {
     let id = table.get("id").and_then(toml::Value::as_str).unwrap_or("?");
     a.covered(
         OwaspIot::I7,
-        format!("device config {} ({id}: mutual TLS, trust policy {policy})", path.display()),
+        format!(
+            "device config {} ({id}: mutual TLS, trust policy {policy})",
+            path.display()
+        ),
     );
 }

@@ -32,12 +32,22 @@ pub fn assess(roots: &[PathBuf], opts: &ScanOptions, a: &mut Assessment) -> Resu
     a.covered(OwaspIot::I1, what.clone());
     a.covered(OwaspIot::I7, what.clone());
     if scan.init_scripts > 0 {
-        a.covered(OwaspIot::I2, format!("{} init scripts under {}", scan.init_scripts, names.join(", ")));
+        a.covered(
+            OwaspIot::I2,
+            format!(
+                "{} init scripts under {}",
+                scan.init_scripts,
+                names.join(", ")
+            ),
+        );
     }
     if scan.files > scan.text_files {
         a.covered(
             OwaspIot::I5,
-            format!("OpenSSL version strings in {} binaries", scan.files - scan.text_files),
+            format!(
+                "OpenSSL version strings in {} binaries",
+                scan.files - scan.text_files
+            ),
         );
     }
     notes(&scan, a);
@@ -60,7 +70,11 @@ fn notes(scan: &TreeScan, a: &mut Assessment) {
             "{} files over the size cap were not scanned: {}{}",
             scan.skipped_large.len(),
             list.join(", "),
-            if scan.skipped_large.len() > NOTE_LIST { ", ..." } else { "" }
+            if scan.skipped_large.len() > NOTE_LIST {
+                ", ..."
+            } else {
+                ""
+            }
         ));
     }
     if scan.skipped_links > 0 {
@@ -76,7 +90,11 @@ fn notes(scan: &TreeScan, a: &mut Assessment) {
             .take(NOTE_LIST)
             .map(|(p, e)| format!("{} ({e})", p.display()))
             .collect();
-        a.note(format!("{} entries could not be read: {}", scan.unreadable.len(), list.join(", ")));
+        a.note(format!(
+            "{} entries could not be read: {}",
+            scan.unreadable.len(),
+            list.join(", ")
+        ));
     }
 }
 
@@ -89,7 +107,10 @@ fn update_mechanism(roots: &[PathBuf], scan: &TreeScan, a: &mut Assessment) {
                 signed_bundle = true;
                 a.covered(
                     OwaspIot::I4,
-                    format!("signed iotsec-ota bundle {} ({hw} {version}, security counter {counter})", b.path.display()),
+                    format!(
+                        "signed iotsec-ota bundle {} ({hw} {version}, security counter {counter})",
+                        b.path.display()
+                    ),
                 );
                 if *counter == 0 {
                     a.push(catalog::OTA_NO_ANTI_ROLLBACK.finding(
@@ -98,7 +119,9 @@ fn update_mechanism(roots: &[PathBuf], scan: &TreeScan, a: &mut Assessment) {
                     ));
                 }
             }
-            Err(e) => a.push(catalog::OTA_BUNDLE_INVALID.finding(Location::file(&b.path), e.clone())),
+            Err(e) => {
+                a.push(catalog::OTA_BUNDLE_INVALID.finding(Location::file(&b.path), e.clone()))
+            }
         }
     }
     for (path, text) in &scan.sdkconfigs {
@@ -111,7 +134,10 @@ fn update_mechanism(roots: &[PathBuf], scan: &TreeScan, a: &mut Assessment) {
                 Some((_, l)) => Location::line(path, *l),
                 None => Location::file(path),
             };
-            a.push(catalog::OTA_NO_ANTI_ROLLBACK.finding(loc, "CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK is not enabled"));
+            a.push(
+                catalog::OTA_NO_ANTI_ROLLBACK
+                    .finding(loc, "CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK is not enabled"),
+            );
         }
     }
     if signed_bundle {

@@ -28,7 +28,11 @@ pub async fn assess(host: &str, ports: &PortSet, a: &mut Assessment) -> Result<S
         a.covered(c, what.clone());
     }
     let mut http = 0;
-    for p in report.ports.iter().filter(|p| p.transport == Transport::Tcp) {
+    for p in report
+        .ports
+        .iter()
+        .filter(|p| p.transport == Transport::Tcp)
+    {
         if let Service::Http(r) = &p.service {
             http += 1;
             if (200..300).contains(&r.status) && !r.requires_auth() {

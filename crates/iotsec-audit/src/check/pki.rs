@@ -64,7 +64,10 @@ pub fn assess(dir: &Path, now: OffsetDateTime, a: &mut Assessment) -> Result<Opt
         };
         for w in &report.warnings {
             let check = catalog::pki_code(w.code);
-            let mut f = check.finding(Location::file(path), format!("{}: {}", report.subject, w.message));
+            let mut f = check.finding(
+                Location::file(path),
+                format!("{}: {}", report.subject, w.message),
+            );
             f.id = w.code.to_owned();
             a.push(f);
         }
@@ -81,7 +84,11 @@ pub fn assess(dir: &Path, now: OffsetDateTime, a: &mut Assessment) -> Result<Opt
         if let Some((first, _)) = group.first() {
             a.push(catalog::PKI_KEY_SHARED.finding(
                 Location::file(first),
-                format!("{} certificates share one public key: {}", group.len(), subjects.join("; ")),
+                format!(
+                    "{} certificates share one public key: {}",
+                    group.len(),
+                    subjects.join("; ")
+                ),
             ));
         }
     }
@@ -102,7 +109,11 @@ pub fn assess(dir: &Path, now: OffsetDateTime, a: &mut Assessment) -> Result<Opt
         ));
     }
 
-    let what = format!("PKI {} ({} certificates, {leaves} leaves)", dir.display(), certs.len());
+    let what = format!(
+        "PKI {} ({} certificates, {leaves} leaves)",
+        dir.display(),
+        certs.len()
+    );
     for c in [OwaspIot::I1, OwaspIot::I7, OwaspIot::I8] {
         a.covered(c, what.clone());
     }

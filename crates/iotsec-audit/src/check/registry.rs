@@ -51,15 +51,22 @@ pub fn assess(
     a: &mut Assessment,
 ) -> Result<()> {
     let config = ServerConfig::load(config_path)?;
-    for key in [Some(&config.master_key), Some(&config.key), config.legacy_key.as_ref()]
-        .into_iter()
-        .flatten()
+    for key in [
+        Some(&config.master_key),
+        Some(&config.key),
+        config.legacy_key.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         if let Some(mode) = world_readable(key) {
             a.push(catalog::SRV_KEY_PERMS.finding(Location::file(key), format!("mode {mode:o}")));
         }
     }
-    a.covered(OwaspIot::I7, format!("server config {}", config_path.display()));
+    a.covered(
+        OwaspIot::I7,
+        format!("server config {}", config_path.display()),
+    );
     if !config.sqlite.exists() {
         a.note(format!(
             "registry {} does not exist yet: device management and privacy not assessed from it",
@@ -76,15 +83,24 @@ pub fn assess(
     for d in devices.iter().filter(|d| d.status == "active") {
         let loc = Location::subject(format!("device {} ({registry})", d.id));
         match d.last_seen_ms {
-            None => a.push(catalog::DEV_SILENT.finding(loc.clone(), "registered, never sent an accepted message")),
+            None => a.push(
+                catalog::DEV_SILENT
+                    .finding(loc.clone(), "registered, never sent an accepted message"),
+            ),
             Some(t) if now_ms.saturating_sub(t) > opts.silent_after.whole_milliseconds() as i64 => {
                 let days = now_ms.saturating_sub(t) / 86_400_000;
-                a.push(catalog::DEV_SILENT.finding(loc.clone(), format!("last accepted message {days} days ago")));
+                a.push(catalog::DEV_SILENT.finding(
+                    loc.clone(),
+                    format!("last accepted message {days} days ago"),
+                ));
             }
             Some(_) => {}
         }
         if d.legacy {
-            a.push(catalog::DEV_LEGACY_KEY.finding(loc, "registered as legacy: accepts v1 messages signed with the fleet key"));
+            a.push(catalog::DEV_LEGACY_KEY.finding(
+                loc,
+                "registered as legacy: accepts v1 messages signed with the fleet key",
+            ));
         }
     }
     let mut unregistered: BTreeSet<String> = seen
@@ -114,17 +130,30 @@ pub fn assess(
                 ));
             }
         }
-        for e in inv.certificates.iter().filter(|e| e.role == Role::Device && e.revoked_at.is_none()) {
+        for e in inv
+            .certificates
+            .iter()
+            .filter(|e| e.role == Role::Device && e.revoked_at.is_none())
+        {
             if !registered.contains(e.id.as_str()) {
                 a.push(catalog::DEV_CERT_UNREGISTERED.finding(
                     Location::subject(format!("device {}", e.id)),
-                    format!("certificate serial {} issued, device not in {registry}", e.serial),
+                    format!(
+                        "certificate serial {} issued, device not in {registry}",
+                        e.serial
+                    ),
                 ));
             }
         }
     }
-    a.covered(OwaspIot::I8, format!("device registry {registry} ({} devices)", devices.len()));
-    a.covered(OwaspIot::I1, format!("device keys in {registry} (legacy fleet key use)"));
+    a.covered(
+        OwaspIot::I8,
+        format!("device registry {registry} ({} devices)", devices.len()),
+    );
+    a.covered(
+        OwaspIot::I1,
+        format!("device keys in {registry} (legacy fleet key use)"),
+    );
 
     let mut sampled = 0usize;
     for d in devices.iter().take(opts.sample_devices) {
@@ -138,9 +167,14 @@ pub fn assess(
         }
     }
     if sampled > 0 {
-        a.covered(OwaspIot::I6, format!("{sampled} stored readings sampled from {registry}"));
+        a.covered(
+            OwaspIot::I6,
+            format!("{sampled} stored readings sampled from {registry}"),
+        );
     } else {
-        a.note(format!("{registry} holds no readings yet: privacy (I6) not assessed"));
+        a.note(format!(
+            "{registry} holds no readings yet: privacy (I6) not assessed"
+        ));
     }
     Ok(())
 }
@@ -162,8 +196,12 @@ pub fn personal_data(payload: &str) -> Option<(String, &'static str)> {
                     stack.push((name.clone(), v));
                 }
             }
-            serde_json::Value::String(s) if looks_like_email(s) => return Some((name, "an e-mail address")),
-            serde_json::Value::String(_) if is_phone_field(&name) => return Some((name, "a phone number")),
+            serde_json::Value::String(s) if looks_like_email(s) => {
+                return Some((name, "an e-mail address"));
+            }
+            serde_json::Value::String(_) if is_phone_field(&name) => {
+                return Some((name, "a phone number"));
+            }
             serde_json::Value::Number(n) if is_location_field(&name) => {
                 let text = n.to_string();
                 let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
@@ -186,7 +224,9 @@ fn looks_like_email(s: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
 }
 
 fn is_phone_field(name: &str) -> bool {

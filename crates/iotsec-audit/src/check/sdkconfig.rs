@@ -40,9 +40,16 @@ pub fn assess(path: &Path, text: &str, a: &mut Assessment) {
         a.push(c.finding(at(key), evidence));
     };
 
-    let secure_boot = on("CONFIG_SECURE_BOOT") || on("CONFIG_SECURE_BOOT_V2_ENABLED") || on("CONFIG_SECURE_BOOT_V1_ENABLED");
+    let secure_boot = on("CONFIG_SECURE_BOOT")
+        || on("CONFIG_SECURE_BOOT_V2_ENABLED")
+        || on("CONFIG_SECURE_BOOT_V1_ENABLED");
     if !secure_boot {
-        push(a, &catalog::HW_NO_SECURE_BOOT, "CONFIG_SECURE_BOOT", state(&cfg, "CONFIG_SECURE_BOOT"));
+        push(
+            a,
+            &catalog::HW_NO_SECURE_BOOT,
+            "CONFIG_SECURE_BOOT",
+            state(&cfg, "CONFIG_SECURE_BOOT"),
+        );
     }
     let flash_enc = on("CONFIG_SECURE_FLASH_ENC_ENABLED");
     if !flash_enc {
@@ -62,7 +69,12 @@ pub fn assess(path: &Path, text: &str, a: &mut Assessment) {
     }
     let release_enc = flash_enc && !on("CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT");
     if on("CONFIG_SECURE_BOOT_ALLOW_JTAG") {
-        push(a, &catalog::HW_JTAG_ENABLED, "CONFIG_SECURE_BOOT_ALLOW_JTAG", "CONFIG_SECURE_BOOT_ALLOW_JTAG=y".into());
+        push(
+            a,
+            &catalog::HW_JTAG_ENABLED,
+            "CONFIG_SECURE_BOOT_ALLOW_JTAG",
+            "CONFIG_SECURE_BOOT_ALLOW_JTAG=y".into(),
+        );
     } else if !secure_boot && !release_enc {
         push(
             a,
@@ -80,7 +92,8 @@ pub fn assess(path: &Path, text: &str, a: &mut Assessment) {
             push(a, &catalog::HW_UART_DOWNLOAD, k, format!("{k}=y"));
         }
     }
-    let dl_restricted = on("CONFIG_SECURE_DISABLE_ROM_DL_MODE") || on("CONFIG_SECURE_ENABLE_SECURE_ROM_DL_MODE");
+    let dl_restricted =
+        on("CONFIG_SECURE_DISABLE_ROM_DL_MODE") || on("CONFIG_SECURE_ENABLE_SECURE_ROM_DL_MODE");
     if on("CONFIG_SECURE_UART_ROM_DL_MODE_ENABLED") {
         push(
             a,
@@ -96,7 +109,10 @@ pub fn assess(path: &Path, text: &str, a: &mut Assessment) {
             "no CONFIG_SECURE_DISABLE_ROM_DL_MODE / CONFIG_SECURE_ENABLE_SECURE_ROM_DL_MODE: the ROM download mode stays fully enabled".into(),
         );
     }
-    a.covered(OwaspIot::I10, format!("ESP-IDF sdkconfig {}", path.display()));
+    a.covered(
+        OwaspIot::I10,
+        format!("ESP-IDF sdkconfig {}", path.display()),
+    );
 }
 
 fn state(cfg: &BTreeMap<String, (String, u64)>, key: &str) -> String {
@@ -119,8 +135,14 @@ mod tests {
 
     #[test]
     fn default_project_fails_everything() {
-        let ids = ids("# CONFIG_SECURE_BOOT is not set\n# CONFIG_SECURE_FLASH_ENC_ENABLED is not set\n");
-        for id in ["HW-NO-SECURE-BOOT", "HW-NO-FLASH-ENCRYPTION", "HW-JTAG-ENABLED", "HW-UART-DOWNLOAD"] {
+        let ids =
+            ids("# CONFIG_SECURE_BOOT is not set\n# CONFIG_SECURE_FLASH_ENC_ENABLED is not set\n");
+        for id in [
+            "HW-NO-SECURE-BOOT",
+            "HW-NO-FLASH-ENCRYPTION",
+            "HW-JTAG-ENABLED",
+            "HW-UART-DOWNLOAD",
+        ] {
             assert!(ids.contains(&id.to_owned()), "{id} in {ids:?}");
         }
     }

@@ -14,9 +14,16 @@ use crate::report::Assessment;
 /// True when `dir` looks like an iotsec-ota slots directory.
 pub fn is_slots_dir(dir: &Path) -> bool {
     dir.is_dir()
-        && ["keyset", "boot-record.0", "boot-record.1", "slot-a.manifest", "slot-b.manifest", "hardware-id"]
-            .iter()
-            .any(|f| dir.join(f).exists())
+        && [
+            "keyset",
+            "boot-record.0",
+            "boot-record.1",
+            "slot-a.manifest",
+            "slot-b.manifest",
+            "hardware-id",
+        ]
+        .iter()
+        .any(|f| dir.join(f).exists())
 }
 
 /// Assesses a slots directory.
@@ -33,12 +40,25 @@ pub fn assess(dir: &Path, a: &mut Assessment) {
                 format!("keyset does not decode: {e}"),
             )),
             Ok(keys) => {
-                let firmware = keys.keys().iter().filter(|k| k.roles.allows(Role::Firmware)).count();
+                let firmware = keys
+                    .keys()
+                    .iter()
+                    .filter(|k| k.roles.allows(Role::Firmware))
+                    .count();
                 if keys.keys().len() == 1 {
-                    a.push(catalog::OTA_SINGLE_KEY.finding(
-                        Location::file(&keyset_path),
-                        format!("key set version {} holds one key ({}) for every role", keys.version(), keys.keys().first().map(|k| k.key.algorithm().name()).unwrap_or("?")),
-                    ));
+                    a.push(
+                        catalog::OTA_SINGLE_KEY.finding(
+                            Location::file(&keyset_path),
+                            format!(
+                                "key set version {} holds one key ({}) for every role",
+                                keys.version(),
+                                keys.keys()
+                                    .first()
+                                    .map(|k| k.key.algorithm().name())
+                                    .unwrap_or("?")
+                            ),
+                        ),
+                    );
                 }
                 a.covered(
                     OwaspIot::I4,
@@ -57,15 +77,19 @@ pub fn assess(dir: &Path, a: &mut Assessment) {
         if let Ok(bytes) = fs::read(&p)
             && let Ok(signed) = SignedManifest::parse(&bytes)
         {
-            counters.push((p, signed.manifest().security_counter, signed.manifest().version.to_string()));
-        }
-    }
-    if !counters.is_empty() && counters.iter().all(|(_, c, _)| *c == 0) {
-        if let Some((p, _, v)) = counters.first() {
-            a.push(catalog::OTA_NO_ANTI_ROLLBACK.finding(
-                Location::file(p),
-                format!("installed releases (e.g. {v}) all carry security counter 0"),
+            counters.push((
+                p,
+                signed.manifest().security_counter,
+                signed.manifest().version.to_string(),
             ));
         }
+    }
+    if counters.iter().all(|(_, c, _)| *c == 0)
+        && let Some((p, _, v)) = counters.first()
+    {
+        a.push(catalog::OTA_NO_ANTI_ROLLBACK.finding(
+            Location::file(p),
+            format!("installed releases (e.g. {v}) all carry security counter 0"),
+        ));
     }
 }

@@ -62,7 +62,7 @@ fn chart(r: &Report) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg class="chart" role="img" aria-label="findings per OWASP IoT category" xmlns="http://www.w3.org/2000/svg" width="900" height="{height}" viewBox="0 0 900 {height}">"#
+        r#"<svg class="chart" role="img" aria-label="findings per OWASP IoT category" xmlns="http://www.w3.org/2000/svg" width="960" height="{height}" viewBox="0 0 960 {height}">"#
     );
     for (i, c) in r.categories.iter().enumerate() {
         let y = 10.0 + row_h * i as f64;
@@ -92,7 +92,7 @@ fn chart(r: &Report) -> String {
         let total: usize = c.counts.values().sum();
         let _ = write!(
             s,
-            r#"<text x="{tx:.1}" y="{ty}" class="n">{total}</text><text x="820" y="{ty}" class="st" fill="{fill}">{label}</text>"#,
+            r#"<text x="{tx:.1}" y="{ty}" class="n">{total}</text><text x="830" y="{ty}" class="st" fill="{fill}">{label}</text>"#,
             tx = x + 6.0,
             ty = y + 15.0,
             fill = status_color(c.status),
@@ -161,7 +161,11 @@ pub fn html(r: &Report) -> String {
     );
     if !r.inputs.is_empty() {
         o.push_str("<p class=\"meta\">Inputs: ");
-        let inputs: Vec<String> = r.inputs.iter().map(|i| format!("<code>{}</code>", esc(i))).collect();
+        let inputs: Vec<String> = r
+            .inputs
+            .iter()
+            .map(|i| format!("<code>{}</code>", esc(i)))
+            .collect();
         o.push_str(&inputs.join(" "));
         o.push_str("</p>");
     }
@@ -172,7 +176,11 @@ pub fn html(r: &Report) -> String {
         let why = if c.assessed_by.is_empty() {
             esc(c.reason.as_deref().unwrap_or(""))
         } else {
-            c.assessed_by.iter().map(|s| esc(s)).collect::<Vec<_>>().join("<br>")
+            c.assessed_by
+                .iter()
+                .map(|s| esc(s))
+                .collect::<Vec<_>>()
+                .join("<br>")
         };
         let _ = write!(
             o,
@@ -200,7 +208,9 @@ pub fn html(r: &Report) -> String {
         if findings.is_empty() {
             continue;
         }
-        o.push_str("<table><tr><th>Severity</th><th>Finding</th><th>Where / evidence / fix</th></tr>");
+        o.push_str(
+            "<table><tr><th>Severity</th><th>Finding</th><th>Where / evidence / fix</th></tr>",
+        );
         for f in findings {
             let _ = write!(
                 o,
@@ -233,6 +243,9 @@ mod tests {
 
     #[test]
     fn escapes_everything() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

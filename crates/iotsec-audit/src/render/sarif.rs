@@ -48,7 +48,9 @@ fn location(f: &Finding, base: Option<&Path>) -> Value {
         Location::File { path, line, offset } => {
             let artifact = match base.and_then(|b| path.strip_prefix(b).ok()) {
                 Some(rel) => json!({ "uri": uri_path(rel), "uriBaseId": "SRCROOT" }),
-                None if path.is_absolute() => json!({ "uri": format!("file://{}", uri_path(path)) }),
+                None if path.is_absolute() => {
+                    json!({ "uri": format!("file://{}", uri_path(path)) })
+                }
                 None => json!({ "uri": uri_path(path) }),
             };
             let mut physical = json!({ "artifactLocation": artifact });

@@ -8,7 +8,11 @@ use crate::report::{Report, Status};
 /// The report as text for a terminal or a log.
 pub fn text(r: &Report) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "iotsec audit: OWASP IoT Top 10 (2018) assessment, {}", r.generated);
+    let _ = writeln!(
+        o,
+        "iotsec audit: OWASP IoT Top 10 (2018) assessment, {}",
+        r.generated
+    );
     for i in &r.inputs {
         let _ = writeln!(o, "  input: {i}");
     }
@@ -17,7 +21,13 @@ pub fn text(r: &Report) -> String {
     }
     for c in &r.categories {
         let _ = writeln!(o);
-        let _ = writeln!(o, "{:<4}{} -- {}", c.category.code(), c.title, c.status.label());
+        let _ = writeln!(
+            o,
+            "{:<4}{} -- {}",
+            c.category.code(),
+            c.title,
+            c.status.label()
+        );
         match c.status {
             Status::NotAssessed => {
                 if let Some(reason) = &c.reason {
@@ -39,10 +49,16 @@ pub fn text(r: &Report) -> String {
     }
     let count = |s: Status| r.categories.iter().filter(|c| c.status == s).count();
     let counts = r.counts();
-    let sev: Vec<String> = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info]
-        .iter()
-        .filter_map(|s| counts.get(s).map(|n| format!("{n} {s}")))
-        .collect();
+    let sev: Vec<String> = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ]
+    .iter()
+    .filter_map(|s| counts.get(s).map(|n| format!("{n} {s}")))
+    .collect();
     let _ = writeln!(o);
     if !r.notes.is_empty() {
         let _ = writeln!(o, "Notes:");
@@ -57,7 +73,11 @@ pub fn text(r: &Report) -> String {
         count(Status::Pass),
         count(Status::NotAssessed),
         r.findings.len(),
-        if sev.is_empty() { String::new() } else { format!(" ({})", sev.join(", ")) }
+        if sev.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", sev.join(", "))
+        }
     );
     o
 }

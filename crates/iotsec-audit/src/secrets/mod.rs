@@ -123,9 +123,11 @@ impl TreeScan {
     }
 
     fn sort(&mut self) {
-        self.hits.sort_by(|a, b| a.location.cmp(&b.location).then(a.check.id.cmp(b.check.id)));
+        self.hits
+            .sort_by(|a, b| a.location.cmp(&b.location).then(a.check.id.cmp(b.check.id)));
         self.update_code.sort_by(|a, b| a.location.cmp(&b.location));
-        self.signature_checks.sort_by(|a, b| a.location.cmp(&b.location));
+        self.signature_checks
+            .sort_by(|a, b| a.location.cmp(&b.location));
         self.sdkconfigs.sort();
         self.bundles.sort_by(|a, b| a.path.cmp(&b.path));
         self.skipped_large.sort();
@@ -170,7 +172,9 @@ pub fn scan(roots: &[PathBuf], opts: &ScanOptions) -> Result<TreeScan> {
                 let mut worker = Worker::new(&matcher, opts);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((path, len)) = files.get(i) else { break };
+                    let Some((path, len)) = files.get(i) else {
+                        break;
+                    };
                     worker.file(path, *len, &mut local);
                 }
                 merged
@@ -180,7 +184,11 @@ pub fn scan(roots: &[PathBuf], opts: &ScanOptions) -> Result<TreeScan> {
             });
         }
     });
-    out.merge(merged.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+    out.merge(
+        merged
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     out.sort();
     Ok(out)
 }
@@ -236,7 +244,10 @@ fn walk(root: &Path, files: &mut Vec<(PathBuf, u64)>, out: &mut TreeScan) {
 /// True for files that start services at boot.
 fn is_init_script(path: &Path) -> bool {
     let s = path.to_string_lossy();
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     s.contains("/init.d/")
         || s.contains("/rc.d/")
         || s.contains("/etc/init/")
@@ -245,7 +256,10 @@ fn is_init_script(path: &Path) -> bool {
 }
 
 fn is_password_file(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     matches!(
         name.as_ref(),
         "shadow" | "shadow-" | "passwd" | "passwd-" | "master.passwd"
@@ -311,10 +325,15 @@ impl<'a> Worker<'a> {
         let binary = memchr::memchr(0, head).is_some();
         if !binary {
             out.text_files += 1;
-            let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
             if name == "sdkconfig" {
-                out.sdkconfigs
-                    .push((path.to_path_buf(), String::from_utf8_lossy(buf).into_owned()));
+                out.sdkconfigs.push((
+                    path.to_path_buf(),
+                    String::from_utf8_lossy(buf).into_owned(),
+                ));
             }
             if is_password_file(path) {
                 password_file(path, buf, out);
@@ -350,7 +369,14 @@ impl<'a> Worker<'a> {
                         line: None,
                         offset,
                     };
-                    record(self.matcher, m, location, out, &mut first_update, &mut first_sig);
+                    record(
+                        self.matcher,
+                        m,
+                        location,
+                        out,
+                        &mut first_update,
+                        &mut first_sig,
+                    );
                 }
             });
         }
@@ -370,11 +396,12 @@ fn record(
     };
     match rule.kind {
         Kind::Finding(check) => {
-            let severity = if check.id == catalog::FW_PRIVATE_KEY.id && m.evidence.contains("ENCRYPTED") {
-                Severity::Medium
-            } else {
-                check.severity
-            };
+            let severity =
+                if check.id == catalog::FW_PRIVATE_KEY.id && m.evidence.contains("ENCRYPTED") {
+                    Severity::Medium
+                } else {
+                    check.severity
+                };
             out.hits.push(Hit {
                 check,
                 severity,
@@ -464,7 +491,11 @@ mod tests {
         bin.extend_from_slice(b"mqtt_password=\"hunter22\"");
         bin.extend_from_slice(&[0, 0xff, 0xfe]);
         fs::write(root.join("fw.bin"), &bin).unwrap();
-        fs::write(root.join("etc/init.d/S50telnet"), "#!/bin/sh\ntelnetd -l /bin/sh\n").unwrap();
+        fs::write(
+            root.join("etc/init.d/S50telnet"),
+            "#!/bin/sh\ntelnetd -l /bin/sh\n",
+        )
+        .unwrap();
         fs::write(root.join("etc/shadow"), "root:$1$x$y:1:::\n").unwrap();
         std::os::unix::fs::symlink(root, root.join("src/loop")).unwrap();
         nix_mkfifo(&root.join("fifo"));
@@ -494,7 +525,10 @@ mod tests {
     }
 
     fn nix_mkfifo(path: &Path) {
-        let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 

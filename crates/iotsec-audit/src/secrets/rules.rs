@@ -125,13 +125,43 @@ pub fn table() -> Vec<Rule> {
             scope: Scope::Any,
             pattern: key_assign,
             literals: &[
-                "secret", "apikey", "api_key", "api-key", "hmackey", "hmac_key", "hmac-key",
-                "authtoken", "auth_token", "auth-token", "accesstoken", "access_token",
-                "access-token", "apitoken", "api_token", "api-token", "bearertoken",
-                "bearer_token", "bearer-token", "privatekey", "private_key", "private-key",
-                "signingkey", "signing_key", "signing-key", "masterkey", "master_key",
-                "master-key", "encryptionkey", "encryption_key", "encryption-key", "aeskey",
-                "aes_key", "aes-key", "sharedkey", "shared_key", "shared-key",
+                "secret",
+                "apikey",
+                "api_key",
+                "api-key",
+                "hmackey",
+                "hmac_key",
+                "hmac-key",
+                "authtoken",
+                "auth_token",
+                "auth-token",
+                "accesstoken",
+                "access_token",
+                "access-token",
+                "apitoken",
+                "api_token",
+                "api-token",
+                "bearertoken",
+                "bearer_token",
+                "bearer-token",
+                "privatekey",
+                "private_key",
+                "private-key",
+                "signingkey",
+                "signing_key",
+                "signing-key",
+                "masterkey",
+                "master_key",
+                "master-key",
+                "encryptionkey",
+                "encryption_key",
+                "encryption-key",
+                "aeskey",
+                "aes_key",
+                "aes-key",
+                "sharedkey",
+                "shared_key",
+                "shared-key",
             ],
             group: SECRET,
         },
@@ -147,9 +177,15 @@ pub fn table() -> Vec<Rule> {
             scope: Scope::Any,
             pattern: r"(?-u)\.setInsecure\(\s*\)|tls_insecure_set\(\s*True\s*\)|\bCERT_NONE\b|\bverify\s*=\s*False\b|InsecureSkipVerify\s*:\s*true|CURLOPT_SSL_VERIFY(?:PEER|HOST)\s*,\s*0(?:L)?\s*\)|rejectUnauthorized\s*:\s*false|skip_cert_common_name_check\s*=\s*true|danger_accept_invalid_certs\(\s*true\s*\)|MBEDTLS_SSL_VERIFY_NONE|\bcheck_hostname\s*=\s*False\b",
             literals: &[
-                "setinsecure", "tls_insecure_set", "cert_none", "verify", "insecureskipverify",
-                "rejectunauthorized", "skip_cert_common_name_check",
-                "danger_accept_invalid_certs", "check_hostname",
+                "setinsecure",
+                "tls_insecure_set",
+                "cert_none",
+                "verify",
+                "insecureskipverify",
+                "rejectunauthorized",
+                "skip_cert_common_name_check",
+                "danger_accept_invalid_certs",
+                "check_hostname",
             ],
             group: OTHER,
         },
@@ -186,9 +222,20 @@ pub fn table() -> Vec<Rule> {
             scope: Scope::Any,
             pattern: r"(?i-u)\bArduinoOTA\b|\besp_https_ota\b|\besp_ota_begin\b|\bUpdate\.begin\b|\bhttpUpdate\b|\bESPhttpUpdate\b|\bswupdate\b|\brauc\b|\bmender\b|\bhawkbit\b|\biotsec[ _-]ota\b|iotsec fw install|IOTSSIG1|\bota_update\b|\bfirmware_update\b|\bfwupd\b",
             literals: &[
-                "arduinoota", "esp_https_ota", "esp_ota_begin", "update.begin", "httpupdate",
-                "swupdate", "rauc", "mender", "hawkbit", "iotsec", "iotssig1", "ota_update",
-                "firmware_update", "fwupd",
+                "arduinoota",
+                "esp_https_ota",
+                "esp_ota_begin",
+                "update.begin",
+                "httpupdate",
+                "swupdate",
+                "rauc",
+                "mender",
+                "hawkbit",
+                "iotsec",
+                "iotssig1",
+                "ota_update",
+                "firmware_update",
+                "fwupd",
             ],
             group: OTHER,
         },
@@ -197,9 +244,18 @@ pub fn table() -> Vec<Rule> {
             scope: Scope::Any,
             pattern: r"(?-u)IOTSSIG1|\biotsec[ _-]ota\b|iotsec fw (?:verify|install)|CONFIG_SECURE_SIGNED_APPS_NO_SECURE_BOOT=y|CONFIG_SECURE_BOOT=y|\besp_secure_boot_verify|Update\.installSignature|\bverify_signature\b|\bed25519_verify\b|\becdsa_verify\b|\bmbedtls_pk_verify\b|\bcrypto_sign_open\b|\bgpg --verify\b|\bopenssl dgst [^\n]*-verify\b",
             literals: &[
-                "iotssig1", "iotsec", "config_secure_", "esp_secure_boot_verify",
-                "installsignature", "verify_signature", "ed25519_verify", "ecdsa_verify",
-                "mbedtls_pk_verify", "crypto_sign_open", "--verify", "-verify",
+                "iotssig1",
+                "iotsec",
+                "config_secure_",
+                "esp_secure_boot_verify",
+                "installsignature",
+                "verify_signature",
+                "ed25519_verify",
+                "ecdsa_verify",
+                "mbedtls_pk_verify",
+                "crypto_sign_open",
+                "--verify",
+                "-verify",
             ],
             group: OTHER,
         },
@@ -239,14 +295,18 @@ impl Matcher {
     /// tests compile.
     #[allow(clippy::expect_used)]
     pub fn with_rules(rules: Vec<Rule>) -> Self {
-        let literals: Vec<&str> = rules.iter().flat_map(|r| r.literals.iter().copied()).collect();
+        let literals: Vec<&str> = rules
+            .iter()
+            .flat_map(|r| r.literals.iter().copied())
+            .collect();
         let prefilter = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
             .kind(Some(AhoCorasickKind::DFA))
             .build(literals)
             .expect("built-in prefilter literals compile");
-        let set = RegexSet::new(rules.iter().map(|r| r.pattern)).expect("built-in patterns compile");
+        let set =
+            RegexSet::new(rules.iter().map(|r| r.pattern)).expect("built-in patterns compile");
         let regexes = rules
             .iter()
             .map(|r| Regex::new(r.pattern).expect("built-in patterns compile"))
@@ -267,7 +327,12 @@ impl Matcher {
     /// Calls `on_line(line_start, line, matches)` for every line of `buf` that matches a rule
     /// in scope. Lines are `\n`-separated; a line longer than 4 KiB is cut around the literal
     /// that made it a candidate.
-    pub fn scan(&self, buf: &[u8], init_script: bool, mut on_line: impl FnMut(usize, &[u8], Vec<LineMatch>)) {
+    pub fn scan(
+        &self,
+        buf: &[u8],
+        init_script: bool,
+        mut on_line: impl FnMut(usize, &[u8], Vec<LineMatch>),
+    ) {
         const MAX_SIDE: usize = 2048;
         let mut pos = 0;
         while pos < buf.len() {
@@ -330,7 +395,9 @@ impl Default for Matcher {
 fn accept(rule: &Rule, line: &[u8], caps: &regex::bytes::Captures<'_>) -> bool {
     let trimmed = line.trim_ascii_start();
     match rule.kind {
-        Kind::Finding(c) if c.id == catalog::FW_TELNETD.id || c.id == catalog::FW_BACKDOOR_SHELL.id => {
+        Kind::Finding(c)
+            if c.id == catalog::FW_TELNETD.id || c.id == catalog::FW_BACKDOOR_SHELL.id =>
+        {
             // Commented-out lines of a shell script do not start anything.
             !trimmed.starts_with(b"#")
         }
@@ -409,9 +476,15 @@ mod tests {
 
     #[test]
     fn tutorial_patterns() {
-        let got = ids("SECRET_KEY = b\"your-32-byte-secret-key-here!!!!\"\n", false);
+        let got = ids(
+            "SECRET_KEY = b\"your-32-byte-secret-key-here!!!!\"\n",
+            false,
+        );
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].starts_with("FW-HARDCODED-KEY: SECRET_KEY = b\"your…"), "{got:?}");
+        assert!(
+            got[0].starts_with("FW-HARDCODED-KEY: SECRET_KEY = b\"your…"),
+            "{got:?}"
+        );
         assert!(!got[0].contains("secret-key-here"));
         assert_eq!(ids("client.tls_insecure_set(True)\n", false).len(), 1);
         assert!(ids("# client.tls_insecure_set(False)\n", false).is_empty());
@@ -429,9 +502,16 @@ mod tests {
         assert!(one(r#"#define WIFI_PASSWORD "correcthorse""#).starts_with("FW-WIFI-PSK"));
         assert!(one("CONFIG_ESP_WIFI_PASSWORD=\"mysecretpsk\"").starts_with("FW-WIFI-PSK"));
         assert!(one("  psk=\"longenoughpsk\"").starts_with("FW-WIFI-PSK"));
-        assert!(one(r#"BROKER = "mqtt://admin:s3cret@broker.lan:1883""#).starts_with("FW-URL-CREDENTIALS"));
-        assert!(one(r#"client.username_pw_set("dev", "pa55")"#).starts_with("FW-HARDCODED-PASSWORD"));
-        assert!(one(r#"const char* mqtt_password = "pa55word";"#).starts_with("FW-HARDCODED-PASSWORD"));
+        assert!(
+            one(r#"BROKER = "mqtt://admin:s3cret@broker.lan:1883""#)
+                .starts_with("FW-URL-CREDENTIALS")
+        );
+        assert!(
+            one(r#"client.username_pw_set("dev", "pa55")"#).starts_with("FW-HARDCODED-PASSWORD")
+        );
+        assert!(
+            one(r#"const char* mqtt_password = "pa55word";"#).starts_with("FW-HARDCODED-PASSWORD")
+        );
         assert!(one(r#"#define API_KEY "0123456789abcdef""#).starts_with("FW-HARDCODED-KEY"));
         assert!(one("url = 'http://fw.example.com/ota/app.bin'").starts_with("FW-UPDATE-HTTP"));
         assert!(one("CONFIG_ESP_HTTPS_OTA_ALLOW_HTTP=y").starts_with("FW-UPDATE-HTTP"));
@@ -453,13 +533,22 @@ mod tests {
         assert!(ids(script, false).is_empty());
         let got = ids(script, true);
         assert!(got.iter().any(|g| g.starts_with("FW-TELNETD")), "{got:?}");
-        assert!(got.iter().any(|g| g.starts_with("FW-BACKDOOR-SHELL")), "{got:?}");
-        assert_eq!(got.iter().filter(|g| g.starts_with("FW-TELNETD")).count(), 1);
+        assert!(
+            got.iter().any(|g| g.starts_with("FW-BACKDOOR-SHELL")),
+            "{got:?}"
+        );
+        assert_eq!(
+            got.iter().filter(|g| g.starts_with("FW-TELNETD")).count(),
+            1
+        );
     }
 
     #[test]
     fn update_markers() {
-        let got = ids("ArduinoOTA.begin();\nesp_https_ota(&cfg);\nUpdate.installSignature(&key, &hash);", false);
+        let got = ids(
+            "ArduinoOTA.begin();\nesp_https_ota(&cfg);\nUpdate.installSignature(&key, &hash);",
+            false,
+        );
         assert!(got.iter().any(|g| g.starts_with("update")));
         assert!(got.iter().any(|g| g.starts_with("signature")));
     }

@@ -62,7 +62,10 @@ pub fn weak_entries(text: &str) -> Vec<(u64, String, HashScheme)> {
             continue;
         };
         let scheme = classify(hash);
-        if matches!(scheme, HashScheme::Empty | HashScheme::Des | HashScheme::Md5) {
+        if matches!(
+            scheme,
+            HashScheme::Empty | HashScheme::Des | HashScheme::Md5
+        ) {
             out.push((i as u64 + 1, user.to_owned(), scheme));
         }
     }

@@ -55,7 +55,12 @@ impl<'a> Iterator for Strings<'a> {
 /// Appends every run of at least `min` bytes to `joined`, each followed by `\n`, and records
 /// `(position in joined, offset in bytes)` for each run in `index`, so a match found in
 /// `joined` can be mapped back to the file with [`file_offset`].
-pub fn extract_joined(bytes: &[u8], min: usize, joined: &mut Vec<u8>, index: &mut Vec<(usize, u64)>) {
+pub fn extract_joined(
+    bytes: &[u8],
+    min: usize,
+    joined: &mut Vec<u8>,
+    index: &mut Vec<(usize, u64)>,
+) {
     for (off, run) in strings(bytes, min) {
         index.push((joined.len(), off as u64));
         joined.extend_from_slice(run);

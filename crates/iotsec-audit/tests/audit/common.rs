@@ -33,7 +33,8 @@ client.publish("devices/esp32-01/telemetry", sign_payload({"temp": 23.5, "hum": 
 "#;
 
 /// The tutorial's broker configuration: plaintext, anonymous, on every interface.
-pub const TUTORIAL_CONF: &str = "# Mosquitto as the tutorial starts it\nlistener 1883 0.0.0.0\nallow_anonymous true\n";
+pub const TUTORIAL_CONF: &str =
+    "# Mosquitto as the tutorial starts it\nlistener 1883 0.0.0.0\nallow_anonymous true\n";
 
 /// Writes the tutorial deployment's files into `root`: `mosquitto.conf`, `device/client.py`.
 pub fn tutorial_files(root: &Path) -> (PathBuf, PathBuf) {
@@ -68,7 +69,11 @@ pub fn tutorial_broker(root: &TestDir) -> BrokerProcess {
             ),
         )
         .unwrap();
-        match BrokerProcess::spawn(&dir, Log::File(root.join("live-broker.log")), Duration::from_secs(10)) {
+        match BrokerProcess::spawn(
+            &dir,
+            Log::File(root.join("live-broker.log")),
+            Duration::from_secs(10),
+        ) {
             Ok(b) => return b,
             Err(e) => last = e.to_string(),
         }

@@ -25,8 +25,16 @@ fn esp_idf_project_and_rootfs() {
         "esp/main/app_main.c",
         b"#include \"esp_https_ota.h\"\n#define WIFI_PASS \"correct-horse\"\nvoid ota(void) {\n  esp_http_client_config_t c = { .url = \"http://fw.example.com/app.bin\" };\n  esp_https_ota(&c);\n}\n",
     );
-    let init = write(&root, "rootfs/etc/init.d/S50telnet", b"#!/bin/sh\n/usr/sbin/telnetd -l /bin/sh\n");
-    let shadow = write(&root, "rootfs/etc/shadow", b"root:$1$salt$abcdefghijklmnopqrstuv:19000:0:99999:7:::\nguest::19000::::::\n");
+    let init = write(
+        &root,
+        "rootfs/etc/init.d/S50telnet",
+        b"#!/bin/sh\n/usr/sbin/telnetd -l /bin/sh\n",
+    );
+    let shadow = write(
+        &root,
+        "rootfs/etc/shadow",
+        b"root:$1$salt$abcdefghijklmnopqrstuv:19000:0:99999:7:::\nguest::19000::::::\n",
+    );
     let mut image = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
     image.extend_from_slice(&[0u8; 64]);
     image.extend_from_slice(b"-----BEGIN RSA PRIVATE KEY-----\x00");
@@ -39,7 +47,12 @@ fn esp_idf_project_and_rootfs() {
         firmware: vec![root.join("esp"), root.join("rootfs")],
         ..Inputs::default()
     });
-    let has = |id: &str, loc: &Location| report.findings.iter().any(|f| f.id == id && &f.location == loc);
+    let has = |id: &str, loc: &Location| {
+        report
+            .findings
+            .iter()
+            .any(|f| f.id == id && &f.location == loc)
+    };
     assert!(has("HW-NO-SECURE-BOOT", &Location::line(&sdk, 2)));
     assert!(has("HW-NO-FLASH-ENCRYPTION", &Location::line(&sdk, 3)));
     assert!(report.findings.iter().any(|f| f.id == "HW-UART-DOWNLOAD"));
@@ -51,14 +64,35 @@ fn esp_idf_project_and_rootfs() {
     assert!(has("FW-TELNETD", &Location::line(&init, 2)));
     assert!(has("FW-WEAK-PASSWORD-HASH", &Location::line(&shadow, 1)));
     assert!(has("FW-EMPTY-PASSWORD", &Location::line(&shadow, 2)));
-    let key = report.findings.iter().find(|f| f.id == "FW-PRIVATE-KEY").unwrap();
-    assert_eq!(key.location, Location::File { path: bin.clone(), line: None, offset: Some(72) });
+    let key = report
+        .findings
+        .iter()
+        .find(|f| f.id == "FW-PRIVATE-KEY")
+        .unwrap();
+    assert_eq!(
+        key.location,
+        Location::File {
+            path: bin.clone(),
+            line: None,
+            offset: Some(72)
+        }
+    );
     assert!(report.findings.iter().any(|f| f.id == "FW-OLD-OPENSSL"));
-    for c in [OwaspIot::I1, OwaspIot::I2, OwaspIot::I4, OwaspIot::I5, OwaspIot::I10] {
+    for c in [
+        OwaspIot::I1,
+        OwaspIot::I2,
+        OwaspIot::I4,
+        OwaspIot::I5,
+        OwaspIot::I10,
+    ] {
         let v = report.categories.iter().find(|x| x.category == c).unwrap();
         assert_eq!(v.status, Status::Fail, "{c}");
     }
-    assert!(report.notes.iter().any(|n| n.contains("symbolic links")), "{:?}", report.notes);
+    assert!(
+        report.notes.iter().any(|n| n.contains("symbolic links")),
+        "{:?}",
+        report.notes
+    );
 }
 
 #[test]
@@ -82,9 +116,28 @@ fn signed_bundle_passes_the_update_category() {
         firmware: vec![root.join("release")],
         ..Inputs::default()
     });
-    let i4 = report.categories.iter().find(|x| x.category == OwaspIot::I4).unwrap();
-    assert!(i4.assessed_by.iter().any(|s| s.contains("security counter 3")), "{i4:?}");
+    let i4 = report
+        .categories
+        .iter()
+        .find(|x| x.category == OwaspIot::I4)
+        .unwrap();
+    assert!(
+        i4.assessed_by
+            .iter()
+            .any(|s| s.contains("security counter 3")),
+        "{i4:?}"
+    );
     assert!(report.findings.iter().any(|f| f.id == "OTA-BUNDLE-INVALID"));
-    assert!(!report.findings.iter().any(|f| f.id == "OTA-NONE" || f.id == "OTA-UNSIGNED"));
-    assert!(!report.findings.iter().any(|f| f.location == Location::file(&bundle)));
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.id == "OTA-NONE" || f.id == "OTA-UNSIGNED")
+    );
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.location == Location::file(&bundle))
+    );
 }

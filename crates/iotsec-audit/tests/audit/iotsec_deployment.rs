@@ -14,7 +14,11 @@ use crate::common;
 #[test]
 fn iotsec_deployment_has_no_high_or_critical_finding() {
     let root = TestDir::new();
-    let mut pki = TestPki::new(&root, KeyAlgorithm::default(), &["device-1", "device-2", "device-3"]);
+    let mut pki = TestPki::new(
+        &root,
+        KeyAlgorithm::default(),
+        &["device-1", "device-2", "device-3"],
+    );
     pki.ca.write_crl(30).unwrap();
     let broker = TestBroker::start(&root, &pki);
 
@@ -35,7 +39,8 @@ fn iotsec_deployment_has_no_high_or_critical_finding() {
     .unwrap();
     let slots = root.join("ota");
     std::fs::create_dir_all(&slots).unwrap();
-    let vendor = iotsec_ota::SecretKey::from_seed(iotsec_ota::Algorithm::Ed25519, &[9; 32]).unwrap();
+    let vendor =
+        iotsec_ota::SecretKey::from_seed(iotsec_ota::Algorithm::Ed25519, &[9; 32]).unwrap();
     let keys = iotsec_ota::KeySet::factory([vendor.public_key()]).unwrap();
     std::fs::write(slots.join("keyset"), keys.encode()).unwrap();
 
@@ -60,11 +65,29 @@ fn iotsec_deployment_has_no_high_or_critical_finding() {
         .collect();
     assert!(bad.is_empty(), "high or critical findings: {bad:#?}");
     // It was really assessed, not skipped.
-    let status = |c: OwaspIot| report.categories.iter().find(|x| x.category == c).unwrap().status;
-    for c in [OwaspIot::I1, OwaspIot::I7, OwaspIot::I8, OwaspIot::I9, OwaspIot::I4, OwaspIot::I2] {
+    let status = |c: OwaspIot| {
+        report
+            .categories
+            .iter()
+            .find(|x| x.category == c)
+            .unwrap()
+            .status
+    };
+    for c in [
+        OwaspIot::I1,
+        OwaspIot::I7,
+        OwaspIot::I8,
+        OwaspIot::I9,
+        OwaspIot::I4,
+        OwaspIot::I2,
+    ] {
         assert_ne!(status(c), Status::NotAssessed, "{c}");
     }
     assert_eq!(status(OwaspIot::I9), Status::Pass);
     assert_eq!(status(OwaspIot::I7), Status::Pass);
-    assert!(!report.findings.iter().any(|f| f.id.starts_with("BRK-")), "{:?}", report.findings);
+    assert!(
+        !report.findings.iter().any(|f| f.id.starts_with("BRK-")),
+        "{:?}",
+        report.findings
+    );
 }

@@ -15,7 +15,11 @@ fn registry_checks_use_the_clock_they_are_given() {
     let now = datetime!(2026-06-01 12:00 UTC);
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     let root = TestDir::new();
-    let mut pki = TestPki::new(&root, iotsec_pki::KeyAlgorithm::default(), &["fresh", "stale", "gone", "unlisted"]);
+    let mut pki = TestPki::new(
+        &root,
+        iotsec_pki::KeyAlgorithm::default(),
+        &["fresh", "stale", "gone", "unlisted"],
+    );
     pki.ca.write_crl(30).unwrap();
 
     let db_path = root.join("iotsec.db");
@@ -34,7 +38,12 @@ fn registry_checks_use_the_clock_they_are_given() {
     };
     db.commit(&Batch {
         readings: vec![
-            reading("fresh", 1, now_ms - DAY_MS, r#"{"temp": 21.5, "owner": "ana@example.org"}"#),
+            reading(
+                "fresh",
+                1,
+                now_ms - DAY_MS,
+                r#"{"temp": 21.5, "owner": "ana@example.org"}"#,
+            ),
             reading("stale", 1, now_ms - 30 * DAY_MS, r#"{"temp": 19.0}"#),
         ],
         rejections: vec![Rejection {
@@ -79,7 +88,14 @@ fn registry_checks_use_the_clock_they_are_given() {
     assert!(about("DEV-REVOKED-CERT-ACTIVE", "gone"));
     assert!(about("DEV-CERT-UNREGISTERED", "unlisted"));
     assert!(about("PRIV-PERSONAL-DATA", "fresh"));
-    let status = |c: OwaspIot| report.categories.iter().find(|x| x.category == c).unwrap().status;
+    let status = |c: OwaspIot| {
+        report
+            .categories
+            .iter()
+            .find(|x| x.category == c)
+            .unwrap()
+            .status
+    };
     assert_eq!(status(OwaspIot::I6), Status::Fail);
     assert_eq!(status(OwaspIot::I8), Status::Fail);
 
@@ -91,5 +107,10 @@ fn registry_checks_use_the_clock_they_are_given() {
         },
         now + time::Duration::days(8),
     );
-    assert!(later.findings.iter().any(|f| f.id == "DEV-SILENT" && f.location.to_string().contains("device fresh")));
+    assert!(
+        later
+            .findings
+            .iter()
+            .any(|f| f.id == "DEV-SILENT" && f.location.to_string().contains("device fresh"))
+    );
 }

@@ -20,7 +20,12 @@ fn tutorial_deployment_fails_i1_i2_i4_i7_i9_with_evidence() {
     let out = run(
         std::process::Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-r", "-q", "1"])
-            .args(["-t", "config/esp32-01", "-m", r#"{"wifi_password": "hunter2hunter2"}"#]),
+            .args([
+                "-t",
+                "config/esp32-01",
+                "-m",
+                r#"{"wifi_password": "hunter2hunter2"}"#,
+            ]),
         Duration::from_secs(10),
     );
     assert_eq!(out.code, 0, "mosquitto_pub: {}", out.stderr);
@@ -38,14 +43,21 @@ fn tutorial_deployment_fails_i1_i2_i4_i7_i9_with_evidence() {
     });
     eprintln!("{}", iotsec_audit::render::text(&report));
 
-    for c in [OwaspIot::I1, OwaspIot::I2, OwaspIot::I4, OwaspIot::I7, OwaspIot::I9] {
+    for c in [
+        OwaspIot::I1,
+        OwaspIot::I2,
+        OwaspIot::I4,
+        OwaspIot::I7,
+        OwaspIot::I9,
+    ] {
         let verdict = report.categories.iter().find(|x| x.category == c).unwrap();
         assert_eq!(verdict.status, Status::Fail, "{c} should fail");
     }
     let at_line = |id: &str, file: &std::path::Path, line: u64| {
-        report.findings.iter().any(|f| {
-            f.id == id && f.location == Location::line(file, line)
-        })
+        report
+            .findings
+            .iter()
+            .any(|f| f.id == id && f.location == Location::line(file, line))
     };
     let at_port = |id: &str| {
         report
@@ -55,8 +67,16 @@ fn tutorial_deployment_fails_i1_i2_i4_i7_i9_with_evidence() {
     };
     // I1: the hardcoded HMAC key, at its line, redacted.
     assert!(at_line("FW-HARDCODED-KEY", &device, 6));
-    let key = report.findings.iter().find(|f| f.id == "FW-HARDCODED-KEY").unwrap();
-    assert!(!key.evidence.contains("secret-key-here"), "{}", key.evidence);
+    let key = report
+        .findings
+        .iter()
+        .find(|f| f.id == "FW-HARDCODED-KEY")
+        .unwrap();
+    assert!(
+        !key.evidence.contains("secret-key-here"),
+        "{}",
+        key.evidence
+    );
     // I7: verification off in the client, plaintext listener in the config and on the wire.
     assert!(at_line("FW-TLS-VERIFY-OFF", &device, 16));
     assert!(at_line("BRK-PLAINTEXT", &conf, 2));
@@ -70,16 +90,33 @@ fn tutorial_deployment_fails_i1_i2_i4_i7_i9_with_evidence() {
     let ota = report.findings.iter().find(|f| f.id == "OTA-NONE").unwrap();
     assert_eq!(ota.category, OwaspIot::I4);
     // The retained secret, redacted, and the broker version against the advisories.
-    let leak = report.findings.iter().find(|f| f.id == "MQTT-RETAINED-SECRET").unwrap();
+    let leak = report
+        .findings
+        .iter()
+        .find(|f| f.id == "MQTT-RETAINED-SECRET")
+        .unwrap();
     assert!(leak.evidence.contains("config/esp32-01") && !leak.evidence.contains("hunter2hunter2"));
-    let version = std::process::Command::new("mosquitto").arg("-h").output().unwrap();
+    let version = std::process::Command::new("mosquitto")
+        .arg("-h")
+        .output()
+        .unwrap();
     let banner = String::from_utf8_lossy(&version.stdout).to_string();
-    let v = iotsec_audit::check::active::parse_version(&banner).expect("mosquitto -h prints its version");
+    let v = iotsec_audit::check::active::parse_version(&banner)
+        .expect("mosquitto -h prints its version");
     let vulnerable = !iotsec_audit::check::active::advisories(v).is_empty();
     assert_eq!(at_port("MQTT-VULNERABLE-VERSION"), vulnerable, "{banner}");
-    assert!(report.categories.iter().any(|c| c.category == OwaspIot::I5 && c.status != Status::NotAssessed));
+    assert!(
+        report
+            .categories
+            .iter()
+            .any(|c| c.category == OwaspIot::I5 && c.status != Status::NotAssessed)
+    );
     // Categories without inputs say so.
-    let i10 = report.categories.iter().find(|c| c.category == OwaspIot::I10).unwrap();
+    let i10 = report
+        .categories
+        .iter()
+        .find(|c| c.category == OwaspIot::I10)
+        .unwrap();
     assert_eq!(i10.status, Status::NotAssessed);
     assert!(i10.reason.as_deref().unwrap_or("").contains("sdkconfig"));
     drop(broker);
@@ -95,13 +132,18 @@ fn default_credentials_are_found_and_rate_limited() {
     let passwd = dir.join("passwd");
     std::fs::write(&passwd, "admin:password\n").unwrap();
     let out = run(
-        std::process::Command::new("mosquitto_passwd").args(["-U"]).arg(&passwd),
+        std::process::Command::new("mosquitto_passwd")
+            .args(["-U"])
+            .arg(&passwd),
         Duration::from_secs(10),
     );
     assert_eq!(out.code, 0, "mosquitto_passwd: {}", out.stderr);
     std::fs::write(
         dir.join("mosquitto.conf"),
-        format!("listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n", passwd.display()),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+            passwd.display()
+        ),
     )
     .unwrap();
     let _ = std::fs::set_permissions(&passwd, std::os::unix::fs::PermissionsExt::from_mode(0o644));
@@ -124,11 +166,24 @@ fn default_credentials_are_found_and_rate_limited() {
         }),
         ..Inputs::default()
     });
-    let hit = report.findings.iter().find(|f| f.id == "MQTT-DEFAULT-CREDENTIALS").unwrap();
+    let hit = report
+        .findings
+        .iter()
+        .find(|f| f.id == "MQTT-DEFAULT-CREDENTIALS")
+        .unwrap();
     assert!(hit.evidence.contains("\"admin\""), "{}", hit.evidence);
-    assert!(!hit.evidence.contains("password\""), "the password is not echoed: {}", hit.evidence);
+    assert!(
+        !hit.evidence.contains("password\""),
+        "the password is not echoed: {}",
+        hit.evidence
+    );
     // ("admin","admin") refused, then ("admin","password") after one pause.
     assert!(started.elapsed() >= Duration::from_millis(200));
-    assert!(!report.findings.iter().any(|f| f.id == "MQTT-ANON-SUBSCRIBE-ALL"));
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.id == "MQTT-ANON-SUBSCRIBE-ALL")
+    );
     drop(broker);
 }

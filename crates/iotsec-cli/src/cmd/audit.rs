@@ -124,7 +124,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Some(path) => {
             std::fs::write(path, rendered.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            let worst = report.worst().map_or_else(|| "none".to_owned(), |s| s.to_string());
+            let worst = report
+                .worst()
+                .map_or_else(|| "none".to_owned(), |s| s.to_string());
             eprintln!(
                 "iotsec audit: {} findings (worst: {worst}); report written to {}",
                 report.findings.len(),
