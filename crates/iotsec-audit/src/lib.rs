@@ -22,7 +22,8 @@
 //! ```
 //!
 //! Data enters only through the paths and the host given in [`Inputs`] (files are read, never
-//! written; the host is scanned and, with `active`, spoken to over MQTT). It leaves as a
+//! written — except the registry database, which `iotsec-server`'s store opens in WAL mode and
+//! migrates like the server itself; the host is scanned and, with `active`, spoken to over MQTT). It leaves as a
 //! [`report::Report`] value. Nothing here prints.
 
 pub mod audit;
