@@ -76,8 +76,9 @@ pub fn audit(config: &Config) -> Vec<Finding> {
         audit_listener(config, l, &mut sink);
     }
     if let Some(d) = config.global("log_dest")
-        && d.value.trim() == "none" {
-            sink.push(
+        && d.value.trim() == "none"
+    {
+        sink.push(
                 "BRK-LOG-NONE",
                 Severity::Low,
                 Category::I8,
@@ -86,7 +87,7 @@ pub fn audit(config: &Config) -> Vec<Finding> {
                 Some(d.at.clone()),
                 "log to a file or syslog (`log_dest file /var/log/mosquitto/mosquitto.log`) so connection attempts can be investigated",
             );
-        }
+    }
     let mut findings = sink.0;
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     findings
@@ -222,17 +223,22 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
         let path = conf::resolve(&config.path, &d.value);
         if missing_file(&config.path, d, sink)
             && let Ok(meta) = std::fs::metadata(&path)
-                && meta.permissions().mode() & 0o004 != 0 {
-                    sink.push(
-                        "BRK-KEY-PERMS",
-                        Severity::High,
-                        Category::I7,
-                        "TLS private key is readable by every local user",
-                        format!("{} mode {:o}", path.display(), meta.permissions().mode() & 0o777),
-                        Some(d.at.clone()),
-                        "chmod 0640 and chgrp mosquitto (or 0600 when the broker does not run as root)",
-                    );
-                }
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            sink.push(
+                "BRK-KEY-PERMS",
+                Severity::High,
+                Category::I7,
+                "TLS private key is readable by every local user",
+                format!(
+                    "{} mode {:o}",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ),
+                Some(d.at.clone()),
+                "chmod 0640 and chgrp mosquitto (or 0600 when the broker does not run as root)",
+            );
+        }
     }
 }
 
@@ -311,21 +317,22 @@ fn audit_password_file(config: &Path, d: &conf::Directive, sink: &mut Sink) {
         }
     }
     if let Ok(meta) = std::fs::metadata(&path)
-        && meta.permissions().mode() & 0o004 != 0 {
-            sink.push(
-                "BRK-PASSWD-PERMS",
-                Severity::High,
-                Category::I1,
-                "password file is readable by every local user",
-                format!(
-                    "{} mode {:o}",
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                ),
-                Some(d.at.clone()),
-                "chmod 0640 and chgrp mosquitto",
-            );
-        }
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        sink.push(
+            "BRK-PASSWD-PERMS",
+            Severity::High,
+            Category::I1,
+            "password file is readable by every local user",
+            format!(
+                "{} mode {:o}",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ),
+            Some(d.at.clone()),
+            "chmod 0640 and chgrp mosquitto",
+        );
+    }
 }
 
 #[cfg(test)]

@@ -147,13 +147,14 @@ impl BrokerProcess {
         let deadline = Instant::now() + within;
         loop {
             if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(BrokerError::StartFailed(format!(
-                        "mosquitto exited with {status}{}",
-                        tail(&self.log_text())
-                    )));
-                }
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(BrokerError::StartFailed(format!(
+                    "mosquitto exited with {status}{}",
+                    tail(&self.log_text())
+                )));
+            }
             // Our own broker's port: connecting to it is how we know it listens.
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());

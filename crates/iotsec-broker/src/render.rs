@@ -258,7 +258,7 @@ persistence_location {d}/data/\n\
 autosave_interval 30\n\
 persistent_client_expiration 14d\n\
 max_queued_messages 200000\n\
-max_inflight_messages 100\n\
+max_inflight_messages 1000\n\
 max_packet_size {max_packet}\n\
 \n\
 log_dest stderr\n\

@@ -129,9 +129,10 @@ impl Ack {
                 return None;
             }
             if let Some(&(_, prev_hi)) = ranges.last()
-                && lo <= prev_hi {
-                    return None;
-                }
+                && lo <= prev_hi
+            {
+                return None;
+            }
             ranges.push((lo, hi));
         }
         Some(Ack { ranges })

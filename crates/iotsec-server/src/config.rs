@@ -208,11 +208,12 @@ impl ServerConfig {
             return Err(bad("broker.client_id must have 1 to 64 characters".into()));
         }
         if let Some(g) = &raw.broker.share_group
-            && (g.is_empty() || g.contains(['/', '+', '#'])) {
-                return Err(bad(format!(
-                    "broker.share_group {g:?} must be a plain name"
-                )));
-            }
+            && (g.is_empty() || g.contains(['/', '+', '#']))
+        {
+            return Err(bad(format!(
+                "broker.share_group {g:?} must be a plain name"
+            )));
+        }
         if raw.keys.min_key_version > raw.keys.max_key_version {
             return Err(bad("keys.min_key_version > keys.max_key_version".into()));
         }

@@ -134,9 +134,10 @@ impl<K: KeyLookup> Ingest<K> {
     /// Seeds a device's replay window with the newest seq already stored (start-up).
     pub fn seed(&mut self, id: &str, newest_seq: u64) {
         if let Some(d) = self.devices.get_mut(id)
-            && d.state.window.check(newest_seq).is_ok() {
-                d.state.window.accept(newest_seq);
-            }
+            && d.state.window.check(newest_seq).is_ok()
+        {
+            d.state.window.accept(newest_seq);
+        }
     }
 
     /// Judges one message received on `topic` at `now_ms`. `redelivered` is the transport's

@@ -6,7 +6,7 @@
 //! * [`ingest`]: the core without I/O (message in, verdict out).
 //! * [`store`]: storage behind one trait (SQLite: WAL, batched transactions, migrations).
 //! * [`service`]: the async shell (rumqttc, manual QoS 1 acks after commit, end-to-end acks).
-//! * [`config`]: `server.toml`.
+//! * [`config`]: the `server.toml` file.
 //!
 //! Data enters as MQTT PUBLISHes on `devices/+/telemetry` and `devices/+/status`; it leaves as
 //! rows in storage, PUBACKs, and `devices/<id>/commands/ack` messages. Nothing here prints.

@@ -159,22 +159,48 @@ pub async fn run(
     let mut stats = Stats::default();
     let mut generation = 0u64;
     let mut batch: Vec<Pending> = Vec::new();
+    // At most one commit in flight; while it runs, the next batch fills (pipelining the
+    // network with the disk). Its PUBACKs go out when it completes, in arrival order.
+    let mut committing: Option<InFlight> = None;
     let batch_wait = Duration::from_millis(config.batch_ms);
     let mut registry_tick = tokio::time::interval(Duration::from_secs(2));
     tokio::pin!(shutdown);
     let mut deadline: Option<tokio::time::Instant> = None;
 
     loop {
-        let flush_at = deadline;
+        let due = !batch.is_empty()
+            && (batch.len() >= config.batch_max
+                || deadline.is_some_and(|d| d <= tokio::time::Instant::now()));
+        if due && committing.is_none() {
+            committing = Some(start_commit(
+                std::mem::take(&mut batch),
+                &mut ingest,
+                &store,
+            ));
+            deadline = None;
+        }
+        let flush_at = if committing.is_none() { deadline } else { None };
         tokio::select! {
             () = &mut shutdown => break,
+            done = async {
+                match committing.as_mut() {
+                    Some(c) => (&mut c.task).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let in_flight = committing.take().map(|c| c.batch).unwrap_or_default();
+                let (outcomes, counts) = done
+                    .map_err(|e| ServerError::Storage(format!("storage task failed: {e}")))??;
+                stats.add(&counts);
+                finish(in_flight, outcomes, &client, generation).await?;
+            }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 match ev {
                     Event::Incoming(Incoming::ConnAck(ack)) => {
                         generation += 1;
                         // Acks owed on the old connection must not be sent on the new one; the
-                        // broker redelivers those messages.
+                        // broker redelivers those messages (and storage drops the repeats).
                         batch.clear();
                         deadline = None;
                         tracing::info!(session_present = ack.session_present, "connected to the broker");
@@ -191,32 +217,34 @@ pub async fn run(
                         if deadline.is_none() {
                             deadline = Some(tokio::time::Instant::now() + batch_wait);
                         }
-                        if batch.len() >= config.batch_max {
-                            flush(&mut batch, &mut ingest, &store, &client, generation, &mut stats).await?;
-                            deadline = None;
-                        }
                     }
                     _ => {}
                 }
             }
-            () = async { if let Some(d) = flush_at { tokio::time::sleep_until(d).await } else { std::future::pending().await } } => {
-                flush(&mut batch, &mut ingest, &store, &client, generation, &mut stats).await?;
-                deadline = None;
-            }
+            () = async { if let Some(d) = flush_at { tokio::time::sleep_until(d).await } else { std::future::pending().await } } => {}
             _ = registry_tick.tick() => {
                 refresh_registry(&store, &mut ingest).await?;
             }
         }
     }
-    flush(
-        &mut batch,
-        &mut ingest,
-        &store,
-        &client,
-        generation,
-        &mut stats,
-    )
-    .await?;
+    // Shutting down: finish what is in flight and commit what was received.
+    if let Some(c) = committing.take() {
+        let (outcomes, counts) = c
+            .task
+            .await
+            .map_err(|e| ServerError::Storage(format!("storage task failed: {e}")))??;
+        stats.add(&counts);
+        finish(c.batch, outcomes, &client, generation).await?;
+    }
+    if !batch.is_empty() {
+        let c = start_commit(std::mem::take(&mut batch), &mut ingest, &store);
+        let (outcomes, counts) = c
+            .task
+            .await
+            .map_err(|e| ServerError::Storage(format!("storage task failed: {e}")))??;
+        stats.add(&counts);
+        finish(c.batch, outcomes, &client, generation).await?;
+    }
     let _ = client.disconnect().await;
     poller.abort();
     Ok(stats)
@@ -241,23 +269,22 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Event>) {
     }
 }
 
-async fn flush(
-    batch: &mut Vec<Pending>,
-    ingest: &mut Ingest<Keyring>,
-    store: &Shared,
-    client: &AsyncClient,
-    generation: u64,
-    stats: &mut Stats,
-) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
+type CommitResult = Result<(Vec<Outcome>, Counts)>;
+
+/// A batch whose commit is running on a blocking thread.
+struct InFlight {
+    batch: Vec<Pending>,
+    task: tokio::task::JoinHandle<CommitResult>,
+}
+
+/// Judges a batch (CPU, on this task) and starts its commit on a blocking thread.
+fn start_commit(batch: Vec<Pending>, ingest: &mut Ingest<Keyring>, store: &Shared) -> InFlight {
     let now = now_ms();
     let mut verdicts = Vec::with_capacity(batch.len());
     let mut status_updates = Vec::new();
     let mut status_rejections = Vec::new();
-    for p in batch.iter() {
-        let topic = String::from_utf8_lossy(&p.publish.topic).into_owned();
+    for p in &batch {
+        let topic = String::from_utf8_lossy(&p.publish.topic);
         if topic.ends_with("/status") {
             match ingest.handle_status(&topic, &p.publish.payload, now) {
                 Ok((device, payload)) => status_updates.push((device, payload)),
@@ -273,16 +300,23 @@ async fn flush(
             )));
         }
     }
-    let (outcomes, counts) = blocking(store, move |s| {
-        commit(s, verdicts, status_updates, status_rejections)
-    })
-    .await?;
-    stats.stored += counts.stored;
-    stats.duplicates += counts.duplicates;
-    stats.rejected += counts.rejected;
+    let store = Arc::clone(store);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut guard = lock(&store);
+        commit(guard.as_mut(), verdicts, status_updates, status_rejections)
+    });
+    InFlight { batch, task }
+}
 
-    // PUBACKs, in arrival order, only for messages received on this connection.
-    for p in batch.drain(..) {
+/// After a commit: PUBACKs in arrival order (only for this connection), then the end-to-end
+/// acks telling each device which of its seqs are stored.
+async fn finish(
+    batch: Vec<Pending>,
+    outcomes: Vec<Outcome>,
+    client: &AsyncClient,
+    generation: u64,
+) -> Result<()> {
+    for p in batch {
         if p.generation == generation {
             client
                 .ack(&p.publish)
@@ -290,7 +324,6 @@ async fn flush(
                 .map_err(|e| ServerError::Broker(e.to_string()))?;
         }
     }
-    // End-to-end acks: tell each device which of its seqs are now stored.
     let mut per_device: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for o in outcomes {
         if let Outcome::Ack { device, seq } = o {
@@ -317,6 +350,14 @@ struct Counts {
     stored: u64,
     duplicates: u64,
     rejected: u64,
+}
+
+impl Stats {
+    fn add(&mut self, c: &Counts) {
+        self.stored += c.stored;
+        self.duplicates += c.duplicates;
+        self.rejected += c.rejected;
+    }
 }
 
 fn commit(
@@ -377,9 +418,10 @@ fn commit(
     for (device, payload) in status_updates {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload)
             && let Some(fw) = v.get("firmware").and_then(|f| f.as_str())
-                && fw.len() <= 64 {
-                    s.set_firmware(&device, fw)?;
-                }
+            && fw.len() <= 64
+        {
+            s.set_firmware(&device, fw)?;
+        }
     }
     let _ = reading_index;
     Ok((outcomes, counts))

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `iotsec` binary: real files, real openssl, real Mosquitto.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod broker;
 mod pki;

@@ -124,12 +124,9 @@ impl Storage for Sqlite {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
                 )
                 .map_err(db)?;
-            let mut seen = tx
-                .prepare_cached(
-                    "UPDATE devices SET accepted = accepted + 1,
-                     last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id = ?1",
-                )
-                .map_err(db)?;
+            // Per-device counters: one UPDATE per device per batch, not per reading.
+            let mut per_device: std::collections::HashMap<&str, (i64, i64)> =
+                std::collections::HashMap::new();
             for r in &batch.readings {
                 let n = insert
                     .execute(params![
@@ -142,11 +139,22 @@ impl Storage for Sqlite {
                     ])
                     .map_err(db)?;
                 if n == 1 {
-                    seen.execute(params![r.device, r.received_ms]).map_err(db)?;
+                    let e = per_device.entry(r.device.as_str()).or_insert((0, 0));
+                    e.0 += 1;
+                    e.1 = e.1.max(r.received_ms);
                     out.push(Inserted::New);
                 } else {
                     out.push(Inserted::Duplicate);
                 }
+            }
+            let mut seen = tx
+                .prepare_cached(
+                    "UPDATE devices SET accepted = accepted + ?2,
+                     last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?3) WHERE id = ?1",
+                )
+                .map_err(db)?;
+            for (device, (count, last)) in per_device {
+                seen.execute(params![device, count, last]).map_err(db)?;
             }
             let mut reject = tx
                 .prepare_cached(
