@@ -44,6 +44,8 @@ struct Raw {
     #[serde(default)]
     ingest: RawIngest,
     provision: Option<RawProvision>,
+    /// The HTTPS API and dashboard section, validated by the web crate.
+    web: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +174,8 @@ pub struct ServerConfig {
     pub broker_config: Option<PathBuf>,
     /// Where device bundles are written.
     pub bundles: PathBuf,
+    /// The raw `[web]` section (HTTPS API and dashboard), if present; `iotsec-web` validates it.
+    pub web: Option<toml::Table>,
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -245,7 +249,13 @@ impl ServerConfig {
                 .as_ref()
                 .map(|p| resolve(base, &p.bundles))
                 .unwrap_or_else(|| resolve(base, Path::new("bundles"))),
+            web: raw.web,
         })
+    }
+
+    /// The directory `server.toml` is in (relative paths in any section resolve against it).
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or_else(|| Path::new("."))
     }
 
     /// Opens the configured storage.
