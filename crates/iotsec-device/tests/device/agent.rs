@@ -332,3 +332,39 @@ async fn revoked_device_keeps_its_readings_queued() {
     assert_eq!(kept.len(), 5, "readings of a revoked device stay queued");
     let _ = env.broker.process.pid();
 }
+
+/// Not a test: how fast one agent drains readings through Mosquitto (TLS, QoS 1) to the
+/// fake ingest, fsync groups and end-to-end acks included. Run with
+/// `cargo test --release -p iotsec-device --test device -- --ignored --nocapture throughput`
+/// (`IOTSEC_DEVICE_BENCH_N` readings, default 20000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+#[allow(clippy::print_stderr)]
+async fn throughput() {
+    let n: u64 = std::env::var("IOTSEC_DEVICE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let env = Env::new(&["dev-bench"]);
+    let ingest = FakeIngest::start(&env, true);
+    ingest.subscribed(1).await;
+    let config = env.device("dev-bench", &env.ca_lines());
+    let counter = Arc::new(AtomicU64::new(0));
+    let start = std::time::Instant::now();
+    let summary = agent::run(
+        &config,
+        Counted::new(&counter, Duration::ZERO),
+        quick(n),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(summary.acked, n);
+    eprintln!(
+        "{n} readings queued, sent, acked end to end in {secs:.2} s: {:.0} readings/s \
+         ({} retransmissions)",
+        n as f64 / secs,
+        summary.retransmissions
+    );
+}
