@@ -34,7 +34,7 @@ enum Command {
     Fw(cmd::fw::Args),
     /// IoT-aware exposure scanner for hosts you own.
     Scan(cmd::scan::Args),
-    /// Device provisioning and management: add, list, revoke.
+    /// Devices: provisioning (add, list, revoke) and the device agent (run, check).
     Device(cmd::device::Args),
     /// The ingest: verify, store and count every device message.
     Serve(cmd::serve::Args),

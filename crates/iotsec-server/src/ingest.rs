@@ -28,7 +28,33 @@ pub enum Registration {
 #[derive(Debug)]
 struct Device {
     registration: Registration,
+    /// Replay state of telemetry.
     state: DeviceState,
+    /// Replay state of status messages: they draw seqs from the same device counter but are
+    /// not queued with the readings, so they may overtake a backlog; a shared window would then
+    /// refuse the older readings as stale.
+    status: DeviceState,
+}
+
+/// The broker publishes this exact payload as a device's last will (MQTT, unsigned): accepted
+/// only because the ACL lets no one but the device's own connection set it.
+pub const LAST_WILL: &[u8] = br#"{"state":"offline"}"#;
+
+/// What a status message said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// A verified (signed) status payload.
+    Signed {
+        /// Device.
+        device: String,
+        /// The payload without `sig`.
+        payload: String,
+    },
+    /// The broker's last will for the device: it went offline without saying goodbye.
+    Offline {
+        /// Device.
+        device: String,
+    },
 }
 
 /// What to do with one message.
@@ -127,6 +153,7 @@ impl<K: KeyLookup> Ingest<K> {
             } else {
                 DeviceState::v2_only()
             },
+            status: DeviceState::v2_only(),
         });
         d.registration = registration;
     }
@@ -217,7 +244,7 @@ impl<K: KeyLookup> Ingest<K> {
         topic: &str,
         msg: &[u8],
         now_ms: i64,
-    ) -> Result<(String, String), Rejection> {
+    ) -> Result<Status, Rejection> {
         let reject = |device: Option<&str>, reason: &str| Rejection {
             received_ms: now_ms,
             device: device.map(str::to_owned),
@@ -232,6 +259,11 @@ impl<K: KeyLookup> Ingest<K> {
         if device.registration == Registration::Revoked {
             return Err(reject(Some(device_id), "revoked_device"));
         }
+        if msg == LAST_WILL {
+            return Ok(Status::Offline {
+                device: device_id.to_owned(),
+            });
+        }
         self.payload.clear();
         self.verifier
             .verify(
@@ -239,14 +271,14 @@ impl<K: KeyLookup> Ingest<K> {
                 device_id,
                 now_ms,
                 &mut self.keys,
-                &mut device.state,
+                &mut device.status,
                 &mut self.payload,
             )
             .map_err(|e| reject(Some(device_id), e.code()))?;
-        Ok((
-            device_id.to_owned(),
-            String::from_utf8_lossy(&self.payload).into_owned(),
-        ))
+        Ok(Status::Signed {
+            device: device_id.to_owned(),
+            payload: String::from_utf8_lossy(&self.payload).into_owned(),
+        })
     }
 }
 
@@ -400,6 +432,33 @@ mod tests {
         assert_eq!(
             reason(&i.handle("devices/dev-b/telemetry", &big, false, NOW)),
             "too_large"
+        );
+    }
+
+    #[test]
+    fn status_has_its_own_window_and_the_last_will_is_not_a_rejection() {
+        let mut i = ingest();
+        // A status with a high seq overtakes a backlog of readings with lower seqs.
+        let status = signed("dev-a", 500, &master());
+        assert!(matches!(
+            i.handle_status("devices/dev-a/status", &status, NOW),
+            Ok(Status::Signed { .. })
+        ));
+        let old = signed("dev-a", 10, &master());
+        assert!(matches!(
+            i.handle("devices/dev-a/telemetry", &old, false, NOW),
+            Verdict::Accept(_)
+        ));
+        assert_eq!(
+            i.handle_status("devices/dev-a/status", LAST_WILL, NOW),
+            Ok(Status::Offline {
+                device: "dev-a".into()
+            })
+        );
+        // Anything else unsigned is still rejected.
+        assert!(
+            i.handle_status("devices/dev-a/status", br#"{"state": "offline"}"#, NOW)
+                .is_err()
         );
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
-use crate::ingest::{Ingest, Registration, SeenKind, Verdict, classify_seen};
+use crate::ingest::{Ingest, Registration, SeenKind, Status, Verdict, classify_seen};
 use crate::store::{Batch, Inserted, Rejection, Storage};
 
 /// Largest MQTT packet the ingest reads; at least the broker's `max_packet_size`.
@@ -287,7 +287,10 @@ fn start_commit(batch: Vec<Pending>, ingest: &mut Ingest<Keyring>, store: &Share
         let topic = String::from_utf8_lossy(&p.publish.topic);
         if topic.ends_with("/status") {
             match ingest.handle_status(&topic, &p.publish.payload, now) {
-                Ok((device, payload)) => status_updates.push((device, payload)),
+                Ok(Status::Signed { device, payload }) => status_updates.push((device, payload)),
+                Ok(Status::Offline { device }) => {
+                    tracing::info!(%device, "device went offline (last will)");
+                }
                 Err(r) => status_rejections.push(r),
             }
             verdicts.push(None);

@@ -1,4 +1,5 @@
-//! `iotsec device`: provisioning and fleet management (add, list, revoke).
+//! `iotsec device`: provisioning and fleet management (add, list, revoke) and the device
+//! agent (run, check).
 
 use std::path::PathBuf;
 
@@ -50,6 +51,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the device agent: signed telemetry over mutual-TLS MQTT with a crash-safe offline queue.
+    Run(super::device_agent::RunArgs),
+    /// Connect once with the device's configuration; report success or exactly why not (exit 0/1).
+    Check(super::device_agent::CheckArgs),
     /// Revoke a device: CRL, broker reload, registry status.
     Revoke {
         /// Device id.
@@ -72,6 +77,8 @@ enum Policy {
 /// Runs `iotsec device`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
+        Command::Run(a) => return super::device_agent::run_agent(a),
+        Command::Check(a) => return super::device_agent::check(a),
         Command::Add {
             id,
             config,
