@@ -36,10 +36,13 @@ enum Command {
     Scan(cmd::scan::Args),
     /// Devices: provisioning (add, list, revoke) and the device agent (run, check).
     Device(cmd::device::Args),
-    /// The ingest: verify, store and count every device message.
+    /// The ingest (verify, store and count every device message) and, with a [web] section, the
+    /// HTTPS API and dashboard.
     Serve(cmd::serve::Args),
     /// Bring up the whole secured stack locally (PKI, hardened broker, ...).
     Up(cmd::up::Args),
+    /// API tokens for the HTTPS API and dashboard: create (shown once), list, revoke.
+    Token(cmd::token::Args),
     /// OWASP IoT Top 10 assessment of a deployment (text, JSON, SARIF or HTML report).
     Audit(cmd::audit::Args),
 }
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Device(args) => cmd::device::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Token(args) => cmd::token::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -10,4 +10,5 @@ pub mod msg;
 pub mod pki;
 pub mod scan;
 pub mod serve;
+pub mod token;
 pub mod up;

@@ -2,10 +2,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod broker;
+mod https;
 mod pki;
 mod stack;
 mod transport;
 mod up;
+mod web;
 
 use std::path::Path;
 use std::process::Command;
