@@ -154,10 +154,13 @@ pub async fn run(
         )));
     let (client, eventloop) = AsyncClient::builder(options).capacity(4096).build();
     let (tx, mut rx) = mpsc::channel::<Event>(4096);
-    let poller = tokio::spawn(poll(eventloop, tx));
+    // Connection generation, bumped by the poller the moment a connection fails (before the
+    // next poll can reconnect): PUBACKs are only sent for messages of the current connection,
+    // since acking a packet id of an earlier connection makes rumqttc drop the new one.
+    let connection = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let poller = tokio::spawn(poll(eventloop, tx, Arc::clone(&connection)));
 
     let mut stats = Stats::default();
-    let mut generation = 0u64;
     let mut batch: Vec<Pending> = Vec::new();
     // At most one commit in flight; while it runs, the next batch fills (pipelining the
     // network with the disk). Its PUBACKs go out when it completes, in arrival order.
@@ -191,14 +194,14 @@ pub async fn run(
                 let in_flight = committing.take().map(|c| c.batch).unwrap_or_default();
                 let (outcomes, counts) = done
                     .map_err(|e| ServerError::Storage(format!("storage task failed: {e}")))??;
+                tracing::debug!(messages = in_flight.len(), stored = counts.stored, duplicates = counts.duplicates, rejected = counts.rejected, "batch committed");
                 stats.add(&counts);
-                finish(in_flight, outcomes, &client, generation).await?;
+                finish(in_flight, outcomes, &client, &connection).await?;
             }
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
                 match ev {
                     Event::Incoming(Incoming::ConnAck(ack)) => {
-                        generation += 1;
                         // Acks owed on the old connection must not be sent on the new one; the
                         // broker redelivers those messages (and storage drops the repeats).
                         batch.clear();
@@ -213,6 +216,7 @@ pub async fn run(
                         }
                     }
                     Event::Incoming(Incoming::Publish(publish)) => {
+                        let generation = connection.load(std::sync::atomic::Ordering::SeqCst);
                         batch.push(Pending { publish, generation });
                         if deadline.is_none() {
                             deadline = Some(tokio::time::Instant::now() + batch_wait);
@@ -234,7 +238,7 @@ pub async fn run(
             .await
             .map_err(|e| ServerError::Storage(format!("storage task failed: {e}")))??;
         stats.add(&counts);
-        finish(c.batch, outcomes, &client, generation).await?;
+        finish(c.batch, outcomes, &client, &connection).await?;
     }
     if !batch.is_empty() {
         let c = start_commit(std::mem::take(&mut batch), &mut ingest, &store);
@@ -243,14 +247,18 @@ pub async fn run(
             .await
             .map_err(|e| ServerError::Storage(format!("storage task failed: {e}")))??;
         stats.add(&counts);
-        finish(c.batch, outcomes, &client, generation).await?;
+        finish(c.batch, outcomes, &client, &connection).await?;
     }
     let _ = client.disconnect().await;
     poller.abort();
     Ok(stats)
 }
 
-async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Event>) {
+async fn poll(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<Event>,
+    connection: Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match eventloop.poll().await {
@@ -261,6 +269,7 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Event>) {
                 }
             }
             Err(e) => {
+                connection.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tracing::warn!(error = %e, "broker connection lost; reconnecting");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -317,10 +326,10 @@ async fn finish(
     batch: Vec<Pending>,
     outcomes: Vec<Outcome>,
     client: &AsyncClient,
-    generation: u64,
+    connection: &std::sync::atomic::AtomicU64,
 ) -> Result<()> {
     for p in batch {
-        if p.generation == generation {
+        if p.generation == connection.load(std::sync::atomic::Ordering::SeqCst) {
             client
                 .ack(&p.publish)
                 .await
@@ -398,6 +407,7 @@ fn commit(
                 let stored = s.stored_sig(&device, seq)?;
                 match classify_seen(stored.as_deref(), &digest, redelivered) {
                     SeenKind::Replay => {
+                        tracing::debug!(%device, seq, redelivered, stored = stored.is_some(), "replay refused");
                         db.rejections.push(rejection);
                         outcomes.push(Outcome::None);
                     }

@@ -194,6 +194,18 @@ impl TestBroker {
         panic!("mosquitto did not start: {last_err}");
     }
 
+    /// Crashes the broker (`kill -9`: no clean shutdown, no final persistence save) and starts
+    /// it again on the same port.
+    pub fn crash_and_restart(&mut self, root: &TestDir) {
+        self.process.kill_hard();
+        self.process = BrokerProcess::spawn(
+            &self.dir,
+            Log::File(root.join("mosquitto-after-crash.log")),
+            Duration::from_secs(10),
+        )
+        .expect("restart mosquitto after kill -9");
+    }
+
     /// Restarts the broker process on the same port (after a crash or a kill).
     pub fn restart(&mut self, root: &TestDir) {
         self.process.stop();

@@ -180,7 +180,7 @@ impl Drop for Stack {
                     let name = e.file_name().to_string_lossy().into_owned();
                     if name.ends_with(".log") {
                         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                        let tail: Vec<&str> = text.lines().rev().take(150).collect();
                         eprintln!("--- {name} (last lines) ---");
                         for l in tail.iter().rev() {
                             eprintln!("{l}");

@@ -171,3 +171,259 @@ fn python_paho_legacy_device_over_mutual_tls_interoperates() {
     wait_until(Duration::from_secs(10), || s.rejections("downgrade") == 1);
     assert_eq!(s.count("SELECT COUNT(*) FROM readings"), 1);
 }
+
+/// Starts `iotsec device run` for a bundle; readings every `interval_ms`.
+fn agent(s: &Stack, id: &str, count: u32, interval_ms: u32) -> std::process::Child {
+    let toml = s.bundle(id).join("device.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text = text.replace(
+        "interval_ms = 1000",
+        &format!("interval_ms = {interval_ms}"),
+    );
+    std::fs::write(&toml, text).unwrap();
+    let log = std::fs::File::create(s.root.join(format!("agent-{id}.log"))).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_iotsec"))
+        .args([
+            "device",
+            "run",
+            "--simulate",
+            "--count",
+            &count.to_string(),
+            "--config",
+        ])
+        .arg(&toml)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("agent did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn three_devices_thousand_readings_exactly_once_through_broker_and_ingest_kill_9() {
+    let devices = ["dev-1", "dev-2", "dev-3"];
+    let mut s = Stack::new(&devices);
+    s.start_serve();
+    let mut agents: Vec<_> = devices.iter().map(|d| agent(&s, d, 1000, 4)).collect();
+    let stored = |s: &Stack| s.count("SELECT COUNT(*) FROM readings");
+
+    // kill -9 of Mosquitto mid-stream, then restart it.
+    wait_until(Duration::from_secs(60), || stored(&s) >= 600);
+    s.broker.crash_and_restart(&s.root);
+    // kill -9 of the ingest mid-stream, then restart it.
+    wait_until(Duration::from_secs(60), || stored(&s) >= 1800);
+    s.kill_serve();
+    std::thread::sleep(Duration::from_millis(500));
+    s.start_serve();
+
+    for a in &mut agents {
+        assert_eq!(wait_exit(a, Duration::from_secs(180)), 0, "agent failed");
+    }
+    for d in devices {
+        let (n, distinct, lo, hi): (i64, i64, i64, i64) = s
+            .db()
+            .query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT json_extract(payload, '$.t') || ':' || seq), MIN(seq), MAX(seq) FROM readings WHERE device = ?1",
+                [d],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(n, 1000, "{d}: stored {n} readings ({lo}..={hi})");
+        assert_eq!(distinct, 1000, "{d}: duplicated rows");
+    }
+    assert_eq!(stored(&s), 3000);
+    // Nothing was refused: redeliveries and retransmissions are recognised, not counted as attacks.
+    assert_eq!(
+        s.count("SELECT COALESCE(SUM(count), 0) FROM rejection_counts"),
+        0,
+        "rejections: {:?}",
+        s.db()
+            .prepare("SELECT reason, count FROM rejection_counts")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap()
+            .collect::<Vec<_>>()
+    );
+    s.stop_serve();
+}
+
+#[test]
+fn pinning_survives_or_refuses_server_key_changes_as_configured() {
+    let s = Stack::new(&[]);
+    let d = s.root.path();
+    // A backup key, pinned by spki devices before it is ever used.
+    let out = crate::iotsec(d, &["pki", "keygen", "--out", "pki/server-backup.key"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.add_device("ca-dev", &["--policy", "ca"]);
+    s.add_device("pin-dev", &["--policy", "pin"]);
+    s.add_device("spki-dev", &["--policy", "spki"]);
+    let check = |id: &str| {
+        crate::iotsec(
+            d,
+            &[
+                "device",
+                "check",
+                "--config",
+                s.bundle(id).join("device.toml").to_str().unwrap(),
+            ],
+        )
+    };
+    for id in ["ca-dev", "pin-dev", "spki-dev"] {
+        let out = check(id);
+        assert_eq!(out.code, 0, "{id}: {}{}", out.stdout, out.stderr);
+    }
+    let old_fp = crate::iotsec(d, &["pki", "fingerprint", "pki/server.crt"]).stdout;
+    let old_fp = old_fp
+        .trim()
+        .trim_start_matches("sha256 Fingerprint=")
+        .to_string();
+
+    // Same CA, new key.
+    let reissue = |extra: &[&str]| {
+        let mut args = vec![
+            "pki",
+            "server",
+            "--name",
+            "localhost",
+            "--san",
+            "127.0.0.1",
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        let out = crate::iotsec(d, &args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let out = crate::iotsec(d, &["broker", "reload", "--config", "broker"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    reissue(&[]);
+    let new_fp = crate::iotsec(d, &["pki", "fingerprint", "pki/server.crt"]).stdout;
+    let new_fp = new_fp
+        .trim()
+        .trim_start_matches("sha256 Fingerprint=")
+        .to_string();
+    assert_ne!(old_fp, new_fp);
+    let ca = check("ca-dev");
+    assert_eq!(
+        ca.code, 0,
+        "ca device must accept a re-issued certificate: {}{}",
+        ca.stdout, ca.stderr
+    );
+    let pin = check("pin-dev");
+    assert_eq!(
+        pin.code, 1,
+        "pin device must refuse: {}{}",
+        pin.stdout, pin.stderr
+    );
+    let text = format!("{}{}", pin.stdout, pin.stderr);
+    assert!(
+        text.contains(&old_fp) && text.contains(&new_fp),
+        "both fingerprints expected in: {text}"
+    );
+    let spki = check("spki-dev");
+    assert_eq!(
+        spki.code, 1,
+        "an unpinned new key must be refused: {}{}",
+        spki.stdout, spki.stderr
+    );
+
+    // Rotate to the pre-pinned backup key: spki devices stay connected.
+    reissue(&["--key-file", "pki/server-backup.key"]);
+    let spki = check("spki-dev");
+    assert_eq!(spki.code, 0, "{}{}", spki.stdout, spki.stderr);
+    assert_eq!(check("ca-dev").code, 0);
+}
+
+#[test]
+fn revoked_device_is_refused_and_keeps_its_readings_queued() {
+    let mut s = Stack::new(&["good", "stolen"]);
+    s.start_serve();
+    let mut a = agent(&s, "stolen", 20, 5);
+    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), 0);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM readings WHERE device = 'stolen'"),
+        20
+    );
+
+    let out = crate::iotsec(
+        s.root.path(),
+        &[
+            "device",
+            "revoke",
+            "stolen",
+            "--config",
+            s.server_toml.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("broker reloaded"), "{}", out.stdout);
+    std::thread::sleep(Duration::from_millis(500));
+    let check = crate::iotsec(
+        s.root.path(),
+        &[
+            "device",
+            "check",
+            "--config",
+            s.bundle("stolen").join("device.toml").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(
+        format!("{}{}", check.stdout, check.stderr).contains("revoked"),
+        "{}{}",
+        check.stdout,
+        check.stderr
+    );
+
+    let mut a = agent(&s, "stolen", 30, 5);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        a.try_wait().unwrap().is_none(),
+        "the agent gave up instead of keeping its queue"
+    );
+    let _ = a.kill();
+    let _ = a.wait();
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM readings WHERE device = 'stolen'"),
+        20
+    );
+    // Its readings are still on its disk, in the queue segments.
+    let queue = s.bundle("stolen").join("state/queue");
+    let bytes: u64 = std::fs::read_dir(&queue)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(bytes > 0, "no queued readings in {}", queue.display());
+    let list = crate::iotsec(
+        s.root.path(),
+        &[
+            "device",
+            "list",
+            "--json",
+            "--config",
+            s.server_toml.to_str().unwrap(),
+        ],
+    );
+    assert!(list.stdout.contains("\"revoked\""), "{}", list.stdout);
+    // The other device is unaffected.
+    let mut g = agent(&s, "good", 5, 5);
+    assert_eq!(wait_exit(&mut g, Duration::from_secs(60)), 0);
+    s.stop_serve();
+}
