@@ -168,7 +168,7 @@ function series(readings) {
     const p = r.payload;
     if (!p || typeof p !== 'object') continue;
     for (const [k, v] of Object.entries(p)) {
-      if (typeof v !== 'number' || !isFinite(v) || k === 't' || k === 'ts' || k === 'seq') continue;
+      if (typeof v !== 'number' || !isFinite(v) || k === 't' || k === 'ts' || k === 'seq' || k === 'v') continue;
       if (!out.has(k)) out.set(k, []);
       out.get(k).push([r.ts_ms, v]);
     }

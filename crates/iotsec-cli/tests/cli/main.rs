@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod broker;
+mod browser;
 mod https;
 mod pki;
 mod stack;

@@ -1,26 +1,40 @@
-//! `iotsec up`: from an empty directory to a working hardened broker, clean shutdown, reuse.
+//! `iotsec up`: from an empty directory to a running stack (broker, ingest, API, simulated
+//! devices) whose data reaches the API within seconds; Ctrl-C leaves no process behind; a
+//! second run reuses the data.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use iotsec_testkit::{TestDir, free_port, require_mosquitto, run};
+use iotsec_testkit::{TestDir, free_port, require_mosquitto};
 
-struct Up {
-    child: std::process::Child,
+use crate::https::Client;
+
+pub struct Up {
+    pub child: std::process::Child,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    pub seen: Vec<String>,
+    pub mqtt_port: u16,
+    pub web_port: u16,
 }
 
 impl Up {
-    fn start(dir: &TestDir, port: u16) -> Up {
+    pub fn start(dir: &TestDir, mqtt_port: u16, web_port: u16, devices: u32) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_iotsec"))
             .current_dir(dir.path())
-            .args(["up", "--port", &port.to_string(), "--devices", "2"])
+            .args([
+                "up",
+                "--port",
+                &mqtt_port.to_string(),
+                "--web-port",
+                &web_port.to_string(),
+                "--devices",
+                &devices.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(dir.join("up-stderr.log")).unwrap())
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -34,12 +48,14 @@ impl Up {
             child,
             lines,
             seen: Vec::new(),
+            mqtt_port,
+            web_port,
         };
         up.wait_for("Press Ctrl-C");
         up
     }
 
-    fn wait_for(&mut self, needle: &str) {
+    pub fn wait_for(&mut self, needle: &str) {
         loop {
             let l = self
                 .lines
@@ -53,25 +69,16 @@ impl Up {
         }
     }
 
-    /// The shell command printed after `header` (joined continuation lines).
-    fn command_after(&self, header: &str) -> String {
+    /// The admin token printed on the first run.
+    pub fn admin_token(&self) -> Option<String> {
         let i = self
             .seen
             .iter()
-            .position(|l| l.starts_with(header))
-            .unwrap();
-        let mut cmd = String::new();
-        for l in &self.seen[i + 1..] {
-            if l.trim().is_empty() {
-                break;
-            }
-            cmd.push_str(l.trim().trim_end_matches('\\'));
-            cmd.push(' ');
-        }
-        cmd
+            .position(|l| l.starts_with("admin token"))?;
+        Some(self.seen[i + 1].trim().to_string())
     }
 
-    fn broker_pid(&self) -> i32 {
+    pub fn broker_pid(&self) -> i32 {
         let l = self.seen.iter().find(|l| l.contains("(pid ")).unwrap();
         l.split("(pid ")
             .nth(1)
@@ -83,7 +90,27 @@ impl Up {
             .unwrap()
     }
 
-    fn interrupt(mut self) -> i32 {
+    /// Every process whose parent is `up` (the broker and the device agents).
+    pub fn children(&self) -> Vec<i32> {
+        let me = self.child.id().to_string();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+            if after.split_whitespace().nth(1) == Some(me.as_str()) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    pub fn interrupt(mut self) -> i32 {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGINT,
@@ -94,72 +121,142 @@ impl Up {
     }
 }
 
+pub fn alive(pid: i32) -> bool {
+    // A zombie has exited; only a running process counts.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, a)| a.split_whitespace().next().map(|st| st != "Z"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until every device has readings in the API and is online; returns the devices.
+pub fn wait_for_fleet(client: &Client, token: &str, n: usize) -> (Duration, serde_json::Value) {
+    let start = Instant::now();
+    loop {
+        let r = client.get("/api/devices", Some(token));
+        if r.status == 200 {
+            let v = r.json();
+            let devices = v["devices"].as_array().unwrap();
+            if devices.len() == n
+                && devices
+                    .iter()
+                    .all(|d| d["online"] == true && d["accepted"].as_u64().unwrap_or(0) > 0)
+            {
+                return (start.elapsed(), v);
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "devices' data did not reach the API: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ca(dir: &TestDir) -> std::path::PathBuf {
+    dir.join("iotsec-data/pki/ca.crt")
+}
+
 #[test]
-fn up_from_empty_dir_serves_tls_clients_and_stops_cleanly() {
+fn up_from_empty_dir_runs_devices_into_the_api_stops_cleanly_and_reuses_data() {
     require_mosquitto();
     let dir = TestDir::new();
-    let port = free_port();
-    let up = Up::start(&dir, port);
+    let (mqtt, web) = (free_port(), free_port());
+    let started = Instant::now();
+    let up = Up::start(&dir, mqtt, web, 3);
     assert!(
         up.seen.iter().any(|l| l.contains("created")),
         "{:#?}",
         up.seen
     );
-    let pid = up.broker_pid();
-
-    // The printed commands work as printed.
-    let sub = up.command_after("Subscribe as the ingest service");
-    let publ = up.command_after("Publish as device-1");
-    assert!(sub.contains(&format!("-p {port}")) && publ.contains("--cert"));
-    let sub_cmd = format!("{sub} -C 1 -W 20");
-    let sub_thread = std::thread::spawn(move || {
-        run(
-            Command::new("sh").arg("-c").arg(sub_cmd),
-            Duration::from_secs(30),
-        )
+    assert!(
+        up.seen
+            .iter()
+            .any(|l| l.contains(&format!("dashboard: https://127.0.0.1:{web}/"))),
+        "{:#?}",
+        up.seen
+    );
+    let token = up
+        .admin_token()
+        .expect("admin token printed on the first run");
+    assert!(token.starts_with("iotsec_"));
+    let client = Client::new(&ca(&dir), web);
+    let (took, fleet) = wait_for_fleet(&client, &token, 3);
+    eprintln!(
+        "up: stack ready and data from 3 devices in the API {:?} after start ({took:?} after the prompt)",
+        started.elapsed()
+    );
+    let ids: Vec<&str> = fleet["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["device-1", "device-2", "device-3"]);
+    let telemetry = client
+        .get("/api/devices/device-1/telemetry", Some(&token))
+        .json();
+    assert!(telemetry["readings"][0]["payload"]["temperature"].is_number());
+    // The audit report for the dashboard is written in the background.
+    crate::stack::wait_until(Duration::from_secs(30), || {
+        client.get("/api/audit", Some(&token)).status == 200
     });
-    // Publish until the subscriber has seen it (it needs a moment to subscribe).
-    let mut received = None;
-    for _ in 0..40 {
-        let p = run(
-            Command::new("sh").arg("-c").arg(&publ),
-            Duration::from_secs(10),
-        );
-        assert_eq!(p.code, 0, "printed mosquitto_pub failed: {}", p.stderr);
-        if sub_thread.is_finished() {
-            received = Some(sub_thread.join().unwrap());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
+    // Secrets on disk are private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["keys/master.key", "tokens.json", "pki/ca.key"] {
+        let mode = std::fs::metadata(dir.join("iotsec-data").join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{f} is readable by others");
     }
-    let received = received.expect("subscriber never received the message");
-    assert!(
-        received
-            .stdout
-            .contains("devices/device-1/telemetry {\"temp\": 23.5}"),
-        "{:?}",
-        received
-    );
 
+    let broker = up.broker_pid();
+    let children = up.children();
+    assert!(
+        children.len() >= 4,
+        "broker + 3 device agents: {children:?}"
+    );
+    assert!(children.contains(&broker));
     assert_eq!(up.interrupt(), 0);
-    // No orphan broker.
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "mosquitto {pid} left running"
-    );
+    for pid in children {
+        assert!(!alive(pid), "process {pid} left running after Ctrl-C");
+    }
+    let accepted_before: u64 = fleet_total(&dir);
 
-    // Second run reuses the data.
-    let ca = std::fs::read(dir.join("iotsec-data/pki/ca.crt")).unwrap();
-    let again = Up::start(&dir, port);
+    // Second run: same CA, no new token, the old token still works, the data is kept.
+    let ca_pem = std::fs::read(ca(&dir)).unwrap();
+    let again = Up::start(&dir, mqtt, web, 3);
     assert!(
         again.seen.iter().any(|l| l.contains("reused")),
         "{:#?}",
         again.seen
     );
+    assert!(again.admin_token().is_none(), "a second admin token");
+    assert_eq!(std::fs::read(ca(&dir)).unwrap(), ca_pem);
+    let r = client.get("/api/devices", Some(&token));
+    assert_eq!(r.status, 200);
+    let total: u64 = r.json()["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["accepted"].as_u64().unwrap())
+        .sum();
+    assert!(total >= accepted_before, "{total} < {accepted_before}");
+    let children = again.children();
     assert_eq!(again.interrupt(), 0);
-    assert_eq!(
-        std::fs::read(dir.join("iotsec-data/pki/ca.crt")).unwrap(),
-        ca
-    );
+    for pid in children {
+        assert!(!alive(pid), "process {pid} left running after Ctrl-C");
+    }
+}
+
+fn fleet_total(dir: &TestDir) -> u64 {
+    let db = rusqlite::Connection::open(dir.join("iotsec-data/iotsec.db")).unwrap();
+    db.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .unwrap()
 }
