@@ -304,12 +304,8 @@ fn start_commit(batch: Vec<Pending>, ingest: &mut Ingest<Keyring>, store: &Share
             }
             verdicts.push(None);
         } else {
-            verdicts.push(Some(ingest.handle(
-                &topic,
-                &p.publish.payload,
-                p.publish.dup,
-                now,
-            )));
+            let verdict = ingest.handle(&topic, &p.publish.payload, p.publish.dup, now);
+            verdicts.push(Some((verdict, p.publish.dup)));
         }
     }
     let store = Arc::clone(store);
@@ -374,59 +370,101 @@ impl Stats {
 
 fn commit(
     s: &mut dyn Storage,
-    verdicts: Vec<Option<Verdict>>,
+    verdicts: Vec<Option<(Verdict, bool)>>,
     status_updates: Vec<(String, String)>,
     status_rejections: Vec<Rejection>,
 ) -> Result<(Vec<Outcome>, Counts)> {
     let mut db = Batch::default();
     let mut outcomes = Vec::with_capacity(verdicts.len());
     let mut counts = Counts::default();
+    // For each reading in `db.readings`: its outcome index and the transport's DUP flag.
     let mut reading_index = Vec::new();
+    let mut seen = Vec::new();
     for v in verdicts {
         match v {
             None => outcomes.push(Outcome::None),
-            Some(Verdict::Accept(r)) => {
-                reading_index.push(outcomes.len());
+            Some((Verdict::Accept(r), dup)) => {
+                reading_index.push((outcomes.len(), dup));
                 outcomes.push(Outcome::Ack {
                     device: r.device.clone(),
                     seq: r.seq,
                 });
                 db.readings.push(r);
             }
-            Some(Verdict::Reject(r)) => {
+            Some((Verdict::Reject(r), _)) => {
                 db.rejections.push(r);
                 outcomes.push(Outcome::None);
             }
-            Some(Verdict::Seen {
-                device,
-                seq,
-                digest,
-                redelivered,
-                rejection,
-            }) => {
-                let stored = s.stored_sig(&device, seq)?;
-                match classify_seen(stored.as_deref(), &digest, redelivered) {
-                    SeenKind::Replay => {
-                        tracing::debug!(%device, seq, redelivered, stored = stored.is_some(), "replay refused");
-                        db.rejections.push(rejection);
-                        outcomes.push(Outcome::None);
-                    }
-                    SeenKind::Redelivery | SeenKind::Retransmission => {
-                        counts.duplicates += 1;
-                        outcomes.push(Outcome::Ack { device, seq });
-                    }
-                }
+            Some((
+                Verdict::Seen {
+                    device,
+                    seq,
+                    digest,
+                    redelivered,
+                    rejection,
+                },
+                _,
+            )) => {
+                // Classified after this batch's readings are inserted: the stored copy may be
+                // in this very batch (a retransmission right behind its original).
+                seen.push((
+                    outcomes.len(),
+                    device.clone(),
+                    seq,
+                    digest,
+                    redelivered,
+                    rejection,
+                ));
+                outcomes.push(Outcome::Ack { device, seq });
             }
         }
     }
     db.rejections.extend(status_rejections);
     counts.rejected = db.rejections.len() as u64;
     let inserted = s.commit(&db)?;
-    for i in inserted {
+    // A reading the replay window let through but whose (device, seq) was already stored: after
+    // a restart (the window only knows the newest seq) or with several workers sharing the
+    // stream, the unique key is the final word. Classify it exactly like a seen message.
+    let mut late_replays = Vec::new();
+    for (k, i) in inserted.iter().enumerate() {
         match i {
             Inserted::New => counts.stored += 1,
-            Inserted::Duplicate => counts.duplicates += 1,
+            Inserted::Duplicate => {
+                let (index, dup) = reading_index[k];
+                let r = &db.readings[k];
+                let stored = s.stored_sig(&r.device, r.seq)?;
+                match classify_seen(stored.as_deref(), &r.sig, dup) {
+                    SeenKind::Replay => {
+                        late_replays.push(Rejection {
+                            received_ms: r.received_ms,
+                            device: Some(r.device.clone()),
+                            reason: "replayed".into(),
+                            size: r.payload.len(),
+                        });
+                        outcomes[index] = Outcome::None;
+                    }
+                    SeenKind::Redelivery | SeenKind::Retransmission => counts.duplicates += 1,
+                }
+            }
         }
+    }
+    for (index, device, seq, digest, redelivered, rejection) in seen {
+        let stored = s.stored_sig(&device, seq)?;
+        match classify_seen(stored.as_deref(), &digest, redelivered) {
+            SeenKind::Replay => {
+                tracing::debug!(%device, seq, redelivered, stored = stored.is_some(), "replay refused");
+                late_replays.push(rejection);
+                outcomes[index] = Outcome::None;
+            }
+            SeenKind::Redelivery | SeenKind::Retransmission => counts.duplicates += 1,
+        }
+    }
+    if !late_replays.is_empty() {
+        counts.rejected += late_replays.len() as u64;
+        s.commit(&Batch {
+            readings: Vec::new(),
+            rejections: late_replays,
+        })?;
     }
     for (device, payload) in status_updates {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload)
@@ -436,6 +474,103 @@ fn commit(
             s.set_firmware(&device, fw)?;
         }
     }
-    let _ = reading_index;
     Ok((outcomes, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Reading;
+    use crate::store::sqlite::Sqlite;
+
+    fn reading(seq: u64, digest: &str) -> Reading {
+        Reading {
+            device: "d".into(),
+            seq,
+            ts_ms: 1,
+            received_ms: 2,
+            payload: "{}".into(),
+            sig: digest.into(),
+        }
+    }
+
+    fn seen(seq: u64, digest: &str, redelivered: bool) -> Verdict {
+        Verdict::Seen {
+            device: "d".into(),
+            seq,
+            digest: digest.into(),
+            redelivered,
+            rejection: Rejection {
+                received_ms: 3,
+                device: Some("d".into()),
+                reason: "replayed".into(),
+                size: 10,
+            },
+        }
+    }
+
+    #[test]
+    fn a_retransmission_right_behind_its_original_in_one_batch_is_not_a_replay() {
+        let mut db = Sqlite::in_memory().unwrap();
+        db.upsert_device("d", false, 1).unwrap();
+        let (outcomes, counts) = commit(
+            &mut db,
+            vec![
+                Some((Verdict::Accept(reading(7, "aa")), false)),
+                Some((seen(7, "bb", false), false)),
+            ],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            (counts.stored, counts.duplicates, counts.rejected),
+            (1, 1, 0)
+        );
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Outcome::Ack { seq: 7, .. }))
+        );
+    }
+
+    #[test]
+    fn identical_bytes_are_a_replay_unless_flagged_as_redelivered() {
+        let mut db = Sqlite::in_memory().unwrap();
+        db.upsert_device("d", false, 1).unwrap();
+        commit(
+            &mut db,
+            vec![Some((Verdict::Accept(reading(1, "aa")), false))],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        let (_, c) = commit(
+            &mut db,
+            vec![Some((seen(1, "aa", true), true))],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!((c.duplicates, c.rejected), (1, 0));
+        let (o, c) = commit(
+            &mut db,
+            vec![Some((seen(1, "aa", false), false))],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!((c.duplicates, c.rejected), (0, 1));
+        assert!(matches!(o[0], Outcome::None));
+        // Past the window after a restart: the window let it through, the unique key caught it.
+        let (_, c) = commit(
+            &mut db,
+            vec![Some((Verdict::Accept(reading(1, "aa")), false))],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!((c.stored, c.rejected), (0, 1));
+        assert_eq!(db.rejection_counts().unwrap(), vec![("replayed".into(), 2)]);
+    }
 }
