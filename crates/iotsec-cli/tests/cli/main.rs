@@ -1,6 +1,7 @@
 //! End-to-end tests of the `iotsec` binary: real files, real openssl, real Mosquitto.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod acme;
 mod broker;
 mod browser;
 mod https;
