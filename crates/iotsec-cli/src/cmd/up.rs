@@ -223,6 +223,8 @@ fn port_free(port: u16) -> bool {
 struct DeviceChild {
     id: String,
     child: Child,
+    /// Exited and reported (or reaped by `stop`).
+    done: bool,
 }
 
 impl DeviceChild {
@@ -245,6 +247,7 @@ impl DeviceChild {
         Ok(DeviceChild {
             id: id.to_string(),
             child,
+            done: false,
         })
     }
 
@@ -254,18 +257,44 @@ impl DeviceChild {
 
     /// SIGTERM to the group, up to `grace` for a clean exit (the agent saves its queue), then
     /// SIGKILL to the group.
-    fn stop(mut self, grace: Duration) {
+    fn stop(&mut self, grace: Duration) {
         let Some(pgid) = self.pgid() else { return };
+        // The group outlives its leader only if the agent forked: signal it either way.
         let _ = killpg(pgid, Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.done = true;
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = killpg(pgid, Signal::SIGKILL);
         let _ = self.child.wait();
+        self.done = true;
+    }
+
+    /// Reports an unexpected exit once.
+    fn check(&mut self, logs: &Path) {
+        if self.done {
+            return;
+        }
+        if let Ok(Some(status)) = self.child.try_wait() {
+            self.done = true;
+            tracing::warn!(device = %self.id, %status, "device agent exited; see its log in {}", logs.display());
+        }
+    }
+}
+
+impl Drop for DeviceChild {
+    /// On an early return, no agent is left behind.
+    fn drop(&mut self) {
+        if !self.done
+            && let Some(pgid) = self.pgid()
+        {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -471,9 +500,7 @@ async fn run_stack(
                     break;
                 }
                 for d in &mut devices {
-                    if let Ok(Some(status)) = d.child.try_wait() {
-                        tracing::warn!(device = %d.id, %status, "device agent exited; see its log in {}", logs.display());
-                    }
+                    d.check(&logs);
                 }
             }
         }
@@ -483,7 +510,7 @@ async fn run_stack(
     // the broker.
     let stopping = tokio::task::spawn_blocking(move || {
         std::thread::scope(|s| {
-            for d in devices {
+            for mut d in devices {
                 s.spawn(move || d.stop(Duration::from_secs(5)));
             }
         });
