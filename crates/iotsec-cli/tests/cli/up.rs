@@ -121,6 +121,26 @@ impl Up {
     }
 }
 
+impl Drop for Up {
+    /// A failed test must not leave the stack running: SIGINT (which stops the broker and the
+    /// devices), then SIGKILL after 10 s.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn alive(pid: i32) -> bool {
     // A zombie has exited; only a running process counts.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
