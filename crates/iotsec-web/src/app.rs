@@ -193,13 +193,22 @@ pub fn router(state: AppState) -> Router {
         .route("/app.js", get(dashboard::script))
         .route("/app.css", get(dashboard::style))
         .fallback_service(api.with_state(state.clone()))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
 /// Headers on every response: no framing, no sniffing, no referrer, strict CSP (the dashboard
-/// loads only its own script and style), HSTS, and no caching of API data.
-async fn security_headers(req: Request, next: Next) -> Response {
+/// loads only its own script and style), no caching of API data, and HSTS for ACME (public
+/// name) certificates only: on `localhost` it would force HTTPS onto every other local
+/// development server in the browser for a year.
+async fn security_headers(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut res = next.run(req).await;
@@ -220,7 +229,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    if matches!(app.web().cert, crate::config::CertSource::Acme(_)) {
+        set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
     if path.starts_with("/api/") {
         set(h, header::CACHE_CONTROL, "no-store");
     }
