@@ -356,14 +356,16 @@ impl Shell {
             wall_ms(),
             &mut self.signed,
         )?;
-        if let Some(client) = &self.client
-            && let Err(e) = client.try_publish(
+        if let Some(client) = &self.client {
+            match client.try_publish_tracked(
                 self.topics.status.as_str(),
                 self.signed.clone(),
                 PublishOptions::new(QoS::AtLeastOnce),
-            )
-        {
-            tracing::warn!(error = %e, "status message not sent");
+            ) {
+                Ok(notice) if state == "online" => confirm_when_acked(notice),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "status message not sent"),
+            }
         }
         Ok(())
     }
@@ -512,4 +514,27 @@ async fn drive(
             }
         }
     }
+}
+
+/// The OTA confirm condition of a trial firmware (iotsec-ota's supervisor): "connected to the
+/// broker over TLS and reported its version". When the supervisor runs this agent as the trial
+/// program it sets `IOTSEC_OTA_CONFIRM` to a file path; once the broker has acknowledged the
+/// signed "online" status (which carries the firmware version), the file is created and the
+/// supervisor commits the new image. Without the variable this does nothing.
+fn confirm_when_acked(notice: rumqttc::PublishNotice) {
+    let Some(path) = std::env::var_os("IOTSEC_OTA_CONFIRM") else {
+        return;
+    };
+    tokio::spawn(async move {
+        match notice.wait_async().await {
+            Ok(_) => match std::fs::write(&path, b"confirmed\n") {
+                Ok(()) => tracing::info!(
+                    file = %std::path::Path::new(&path).display(),
+                    "firmware confirmed: connected over TLS and reported its version"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not write the OTA confirm file"),
+            },
+            Err(e) => tracing::warn!(error = %e, "online status not acknowledged; trial not confirmed"),
+        }
+    });
 }
