@@ -46,10 +46,9 @@ pub fn assess(dir: &Path, a: &mut Assessment) {
                     .filter(|k| k.roles.allows(Role::Firmware))
                     .count();
                 if keys.keys().len() == 1 {
-                    a.push(
-                        catalog::OTA_SINGLE_KEY.finding(
-                            Location::file(&keyset_path),
-                            format!(
+                    a.push(catalog::OTA_SINGLE_KEY.finding(
+                        Location::file(&keyset_path),
+                        format!(
                                 "key set version {} holds one key ({}) for every role",
                                 keys.version(),
                                 keys.keys()
@@ -57,8 +56,7 @@ pub fn assess(dir: &Path, a: &mut Assessment) {
                                     .map(|k| k.key.algorithm().name())
                                     .unwrap_or("?")
                             ),
-                        ),
-                    );
+                    ));
                 }
                 a.covered(
                     OwaspIot::I4,
