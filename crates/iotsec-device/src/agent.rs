@@ -534,7 +534,9 @@ fn confirm_when_acked(notice: rumqttc::PublishNotice) {
                 ),
                 Err(e) => tracing::warn!(error = %e, "could not write the OTA confirm file"),
             },
-            Err(e) => tracing::warn!(error = %e, "online status not acknowledged; trial not confirmed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "online status not acknowledged; trial not confirmed")
+            }
         }
     });
 }
