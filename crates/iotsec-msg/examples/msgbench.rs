@@ -5,6 +5,8 @@
 //! `msgbench inproc KEYFILE FILE`: in-process cost per message (no I/O; the minimum over many
 //! rounds, which is what a quiet core would do) of raw HMAC over the line, v1 verify with the
 //! payload written out, and v1 sign of the payloads.
+//! `msgbench profile KEYFILE FILE MODE N`: MODE (`verify`, `sign`, `hmac`) over the first N lines
+//! once, nothing else: a fixed amount of work for `valgrind --tool=callgrind`.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -84,6 +86,40 @@ fn main() {
                 1e9 / verify,
                 1e9 / sign
             );
+        }
+        "profile" => {
+            let data = std::fs::read(&args[3]).unwrap();
+            let n: usize = args[5].parse().unwrap();
+            let lines: Vec<&[u8]> = data
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .take(n)
+                .collect();
+            let mut out = Vec::new();
+            let mut ok = 0usize;
+            match args[4].as_str() {
+                "verify" => {
+                    let mut v = Verifier::new(key);
+                    for l in &lines {
+                        out.clear();
+                        ok += usize::from(v.verify(l, &mut out).is_ok());
+                    }
+                }
+                "sign" => {
+                    let mut s = Signer::new(key);
+                    for l in &lines {
+                        out.clear();
+                        ok += usize::from(s.sign(l, &mut out).is_ok());
+                    }
+                }
+                "hmac" => {
+                    for l in &lines {
+                        ok += usize::from(std::hint::black_box(key.tag(l))[0] < 255);
+                    }
+                }
+                other => panic!("unknown profile mode {other}"),
+            }
+            eprintln!("{ok} of {} ok", lines.len());
         }
         other => panic!("unknown mode {other}"),
     }

@@ -14,42 +14,31 @@
 //! then the HMAC, compared in constant time.
 
 use alloc::vec::Vec;
-use core::ops::Range;
 
 use crate::error::Error;
-use crate::json::{Codec, Doc, Limits};
+use crate::json::{Codec, Limits, MemberId, Message, Scalar};
 use crate::key::MsgKey;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// What `prepare` found out about a message whose syntax and `sig` are in order.
 pub(crate) struct Prepared {
-    /// The top-level members on the codec's member stack.
-    pub(crate) members: Range<usize>,
     /// The decoded `sig`.
     pub(crate) sig: [u8; 32],
-    /// The key node of `sig` (to leave it out of the payload).
-    pub(crate) sig_key: u32,
+    /// The `sig` member (to leave it out of the payload).
+    pub(crate) sig_member: MemberId,
 }
 
 /// Object, `sig` present and well-formed; leaves the canonical bytes of the object without
 /// `sig` in `canon`.
-pub(crate) fn prepare(doc: &mut Doc<'_, '_>, canon: &mut Vec<u8>) -> Result<Prepared, Error> {
-    if !doc.is_object() {
-        return Err(Error::NotAnObject);
-    }
-    let members = doc.root_members();
-    let sig_member = doc.find_member(&members, b"sig").ok_or(Error::MissingSig)?;
-    let node = doc.node(sig_member.val);
-    let sig_text = doc.str_bytes(node).ok_or(Error::BadSigEncoding)?;
+pub(crate) fn prepare(msg: &mut Message<'_, '_>, canon: &mut Vec<u8>) -> Result<Prepared, Error> {
+    let (sig_member, value) = msg.find(b"sig").ok_or(Error::MissingSig)?;
+    let Scalar::Str(sig_text) = value else {
+        return Err(Error::BadSigEncoding);
+    };
     let sig = decode_sig(sig_text).ok_or(Error::BadSigEncoding)?;
-    canon.clear();
-    doc.write_root_canonical_without(members.clone(), sig_member.key, canon);
-    Ok(Prepared {
-        members,
-        sig,
-        sig_key: sig_member.key,
-    })
+    msg.write_canonical_without(sig_member, canon);
+    Ok(Prepared { sig, sig_member })
 }
 
 /// 64 lowercase hex digits -> 32 bytes (what `hexdigest()` can produce, nothing else).
@@ -99,20 +88,15 @@ pub(crate) fn sign_into(
     canon: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    let mut doc = codec.parse(payload)?;
-    if !doc.is_object() {
-        return Err(Error::NotAnObject);
-    }
-    let members = doc.root_members();
-    if doc.find(&members, b"sig").is_some() {
+    let mut msg = codec.parse_message(payload)?;
+    if msg.find(b"sig").is_some() {
         return Err(Error::SigPresent);
     }
-    canon.clear();
-    doc.write_root_canonical_without(members.clone(), u32::MAX, canon);
+    msg.write_canonical_without(MemberId::NONE, canon);
     let tag = key.tag(canon);
-    let empty = members.is_empty();
+    let empty = msg.is_empty();
     let start = out.len();
-    doc.write_root_python_without(members, u32::MAX, canon, out);
+    msg.write_python_without(MemberId::NONE, canon, out);
     // Replace the closing brace with `, "sig": "<hex>"}` (json.dumps of the dict with sig added
     // last).
     if out.len() > start {
@@ -187,19 +171,19 @@ impl Verifier {
     /// reference's `json.dumps(d)` would print it) and returns `Ok`. On rejection nothing is
     /// appended.
     pub fn verify(&mut self, msg: &[u8], payload_out: &mut Vec<u8>) -> Result<(), Error> {
-        let mut doc = self.codec.parse(msg)?;
-        let prepared = prepare(&mut doc, &mut self.canon)?;
+        let mut parsed = self.codec.parse_message(msg)?;
+        let prepared = prepare(&mut parsed, &mut self.canon)?;
         if !self.key.verify_tag(&self.canon, &prepared.sig) {
             return Err(Error::BadSignature);
         }
-        doc.write_root_python_without(prepared.members, prepared.sig_key, &self.canon, payload_out);
+        parsed.write_python_without(prepared.sig_member, &self.canon, payload_out);
         Ok(())
     }
 
     /// Verifies `msg` without producing the payload (counting, benchmarks).
     pub fn check(&mut self, msg: &[u8]) -> Result<(), Error> {
-        let mut doc = self.codec.parse(msg)?;
-        let prepared = prepare(&mut doc, &mut self.canon)?;
+        let mut parsed = self.codec.parse_message(msg)?;
+        let prepared = prepare(&mut parsed, &mut self.canon)?;
         if self.key.verify_tag(&self.canon, &prepared.sig) {
             Ok(())
         } else {

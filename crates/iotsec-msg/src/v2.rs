@@ -23,7 +23,7 @@ use core::ops::RangeInclusive;
 
 use crate::envelope::{self, Signer};
 use crate::error::{Error, Field};
-use crate::json::{Codec, Limits};
+use crate::json::{Codec, Limits, MemberId, Scalar};
 use crate::key::{KeyMaterial, Kid, MsgKey, derive_device_key};
 use crate::replay::ReplayWindow;
 
@@ -191,13 +191,9 @@ impl V2Verifier {
         state: &mut DeviceState,
         payload_out: &mut Vec<u8>,
     ) -> Result<Accepted, Error> {
-        let mut doc = self.codec.parse(msg)?;
-        let prepared = envelope::prepare(&mut doc, &mut self.canon)?;
-        let members = prepared.members.clone();
-        let is_v2 = doc
-            .find(&members, b"v")
-            .and_then(|v| doc.int_text(doc.node(v)))
-            == Some(&b"2"[..]);
+        let mut parsed = self.codec.parse_message(msg)?;
+        let prepared = envelope::prepare(&mut parsed, &mut self.canon)?;
+        let is_v2 = matches!(parsed.find(b"v"), Some((_, Scalar::Int(b"2"))));
         if !is_v2 {
             if state.downgrade == Downgrade::Refuse {
                 return Err(Error::Downgrade);
@@ -206,15 +202,15 @@ impl V2Verifier {
             if !key.verify_tag(&self.canon, &prepared.sig) {
                 return Err(Error::BadSignature);
             }
-            doc.write_root_python_without(members, prepared.sig_key, &self.canon, payload_out);
+            parsed.write_python_without(prepared.sig_member, &self.canon, payload_out);
             return Ok(Accepted::V1);
         }
-        doc.check_strict()?;
-        let kid = doc
-            .find(&members, b"kid")
-            .and_then(|n| doc.str_bytes(doc.node(n)))
-            .and_then(Kid::parse)
-            .ok_or(Error::BadEnvelope { field: Field::Kid })?;
+        parsed.check_strict()?;
+        let kid = match parsed.find(b"kid") {
+            Some((_, Scalar::Str(s))) => Kid::parse(s),
+            _ => None,
+        }
+        .ok_or(Error::BadEnvelope { field: Field::Kid })?;
         let key = keys.device_key(&kid).ok_or(Error::UnknownKey)?;
         if !key.verify_tag(&self.canon, &prepared.sig) {
             return Err(Error::BadSignature);
@@ -222,11 +218,11 @@ impl V2Verifier {
         if kid.device.as_str() != sender {
             return Err(Error::WrongSender);
         }
-        let int_field = |name: &[u8], field: Field| {
-            doc.find(&members, name)
-                .and_then(|n| doc.int_text(doc.node(n)))
-                .and_then(|t| core::str::from_utf8(t).ok())
-                .ok_or(Error::BadEnvelope { field })
+        let int_field = |name: &[u8], field: Field| match parsed.find(name) {
+            Some((_, Scalar::Int(t))) => {
+                core::str::from_utf8(t).map_err(|_| Error::BadEnvelope { field })
+            }
+            _ => Err(Error::BadEnvelope { field }),
         };
         let ts: i64 = int_field(b"ts", Field::Ts)?
             .parse()
@@ -244,7 +240,7 @@ impl V2Verifier {
         state.window.check(seq)?;
         state.window.accept(seq);
         state.downgrade = Downgrade::Refuse;
-        doc.write_root_python_without(members, prepared.sig_key, &self.canon, payload_out);
+        parsed.write_python_without(prepared.sig_member, &self.canon, payload_out);
         Ok(Accepted::V2(Envelope { kid, ts, seq }))
     }
 }
@@ -270,12 +266,8 @@ impl Signer {
     }
 
     fn v2_body(&mut self, payload: &[u8], env: &Envelope, body: &mut Vec<u8>) -> Result<(), Error> {
-        let mut doc = self.codec.parse(payload)?;
-        if !doc.is_object() {
-            return Err(Error::NotAnObject);
-        }
-        let members = doc.root_members();
-        if doc.find(&members, b"sig").is_some() {
+        let mut msg = self.codec.parse_message(payload)?;
+        if msg.find(b"sig").is_some() {
             return Err(Error::SigPresent);
         }
         for (name, field) in [
@@ -284,25 +276,47 @@ impl Signer {
             (b"ts", Field::Ts),
             (b"seq", Field::Seq),
         ] {
-            if doc.find(&members, name).is_some() {
+            if msg.find(name).is_some() {
                 return Err(Error::EnvelopeFieldPresent { field });
             }
         }
-        let empty = members.is_empty();
-        doc.write_root_python_without(members, u32::MAX, &[], body);
+        let empty = msg.is_empty();
+        msg.write_python_without(MemberId::NONE, &[], body);
         // The verifier parses v2 strictly; refuse to sign what it would refuse.
-        doc.check_strict()?;
+        msg.check_strict()?;
         body.pop(); // the closing brace
         if !empty {
             body.extend_from_slice(b", ");
         }
-        let fields = alloc::format!(
-            "\"v\": 2, \"kid\": \"{}\", \"ts\": {}, \"seq\": {}}}",
-            env.kid,
-            env.ts,
-            env.seq
-        );
-        body.extend_from_slice(fields.as_bytes());
+        // `"v": 2, "kid": "<device>:<version>", "ts": <ts>, "seq": <seq>}` (a device id needs no
+        // escaping: its alphabet is printable ASCII without `"` or `\`).
+        body.extend_from_slice(b"\"v\": 2, \"kid\": \"");
+        body.extend_from_slice(env.kid.device.as_str().as_bytes());
+        body.push(b':');
+        push_decimal(body, false, u64::from(env.kid.version));
+        body.extend_from_slice(b"\", \"ts\": ");
+        push_decimal(body, env.ts < 0, env.ts.unsigned_abs());
+        body.extend_from_slice(b", \"seq\": ");
+        push_decimal(body, false, env.seq);
+        body.push(b'}');
         Ok(())
     }
+}
+
+/// Appends `-`(if `neg`) and the decimal digits of `v`.
+fn push_decimal(out: &mut Vec<u8>, neg: bool, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut t = tmp.len();
+    loop {
+        t -= 1;
+        tmp[t] = b'0' + (v % 10) as u8; // a digit: v % 10 < 10
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if neg {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&tmp[t..]);
 }

@@ -103,6 +103,13 @@ pub(crate) fn is_repr(text: &[u8]) -> bool {
     if frac.iter().any(|&c| !c.is_ascii_digit()) {
         return false; // has an exponent
     }
+    is_repr_parts(int, frac)
+}
+
+/// `is_repr` of a float in fixed notation, given the digits before and after its point
+/// (`int` without a sign; both non-empty, JSON grammar).
+#[inline]
+pub(crate) fn is_repr_parts(int: &[u8], frac: &[u8]) -> bool {
     if frac == b"0" {
         // a whole number: digits of the integer part without its trailing zeros
         let sig = int.len() - int.iter().rev().take_while(|&&c| c == b'0').count();
@@ -117,6 +124,23 @@ pub(crate) fn is_repr(text: &[u8]) -> bool {
     } else {
         int.len() + frac.len() <= FAST_DIGITS
     }
+}
+
+/// Whether `text` (a JSON float in fixed notation that `is_repr` turned down, such as the 17
+/// significant digits of a full-precision value) is nevertheless Python's repr of its value:
+/// exactly what `slow` writes for it, decided the same way (correctly rounded parse, ryu's
+/// shortest digits, no possible tie, the fixed-notation range) and compared with the text.
+pub(crate) fn is_repr_slow(text: &[u8]) -> bool {
+    let body = text.strip_prefix(b"-").unwrap_or(text);
+    let value: f64 = match core::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) {
+        Some(v) => v,
+        None => return false,
+    };
+    if !(1e-4..1e16).contains(&value) || tie_possible(value) {
+        return false;
+    }
+    let mut ryu_buf = ryu::Buffer::new();
+    ryu_buf.format_finite(value).as_bytes() == body
 }
 
 /// Writes Python's repr of the JSON float `text` (already validated by the parser).

@@ -5,10 +5,15 @@
 //! [`Doc`] is one parsed document, borrowing the codec and the input.
 
 mod dump;
+mod flat;
 mod float;
 mod parse;
 
 use alloc::vec::Vec;
+use core::ops::Range;
+
+pub(crate) use flat::Scalar;
+use flat::{FlatDoc, FlatMember};
 
 use crate::error::{Error, Syntax};
 
@@ -95,6 +100,8 @@ pub struct Codec {
     text: Vec<u8>,
     members: Vec<Member>,
     flags: Flags,
+    flat: Vec<FlatMember>,
+    order: Vec<u128>,
 }
 
 impl Codec {
@@ -137,6 +144,117 @@ impl Codec {
             c: self,
             src: input,
         })
+    }
+}
+
+impl Codec {
+    /// Parses a message whose top level should be an object: the flat fast path when the
+    /// input has that shape ([`flat`]), else the general parser. Both give the same bytes and
+    /// the same verdicts; the fast path only skips work.
+    pub(crate) fn parse_message<'c, 'i>(
+        &'c mut self,
+        input: &'i [u8],
+    ) -> Result<Message<'c, 'i>, Error> {
+        if input.len() <= self.limits.max_bytes
+            && self.limits.max_depth >= 1
+            && flat::parse(input, &mut self.flat, &mut self.order)
+        {
+            return Ok(Message::Flat(FlatDoc {
+                members: &self.flat,
+                order: &self.order,
+                src: input,
+            }));
+        }
+        let mut doc = self.parse(input)?;
+        if !doc.is_object() {
+            return Err(Error::NotAnObject);
+        }
+        let members = doc.root_members();
+        Ok(Message::Tree { doc, members })
+    }
+}
+
+/// A parsed top-level object, in the fast flat form or as a general tree.
+#[derive(Debug)]
+pub(crate) enum Message<'c, 'i> {
+    /// A flat object in `json.dumps` form (see [`flat`]).
+    Flat(FlatDoc<'c, 'i>),
+    /// Anything else that is an object; `members` are its top-level members.
+    Tree {
+        /// The document.
+        doc: Doc<'c, 'i>,
+        /// Its root members on the codec's member stack.
+        members: Range<usize>,
+    },
+}
+
+/// Names one top-level member of a [`Message`] (to leave it out when writing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemberId(u32);
+
+impl MemberId {
+    /// No member.
+    pub(crate) const NONE: MemberId = MemberId(u32::MAX);
+}
+
+impl Message<'_, '_> {
+    /// The top-level member `name` (the last occurrence's value, as `json.loads` keeps).
+    pub(crate) fn find(&self, name: &[u8]) -> Option<(MemberId, Scalar<'_>)> {
+        match self {
+            Message::Flat(f) => f.find(name).map(|(i, v)| (MemberId(i), v)),
+            Message::Tree { doc, members } => {
+                let m = doc.find_member(members, name)?;
+                let n = doc.node(m.val);
+                let value = if let Some(s) = doc.str_bytes(n) {
+                    Scalar::Str(s)
+                } else if let Some(t) = doc.int_text(n) {
+                    Scalar::Int(t)
+                } else {
+                    Scalar::Other
+                };
+                Some((MemberId(m.key), value))
+            }
+        }
+    }
+
+    /// Whether the object has no members.
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            Message::Flat(f) => f.members.is_empty(),
+            Message::Tree { members, .. } => members.is_empty(),
+        }
+    }
+
+    /// Replaces `canon` with `json.dumps(d, sort_keys=True)` of the object without `skip`.
+    pub(crate) fn write_canonical_without(&mut self, skip: MemberId, canon: &mut Vec<u8>) {
+        canon.clear();
+        match self {
+            Message::Flat(f) => f.write_canonical_without(skip.0, canon),
+            Message::Tree { doc, members } => {
+                doc.write_root_canonical_without(members.clone(), skip.0, canon);
+            }
+        }
+    }
+
+    /// Appends `json.dumps(d)` of the object without `skip` to `out`. `canon` is what
+    /// `write_canonical_without` wrote for the same `skip` (members are copied from it), or
+    /// empty. Call it after the last `find`.
+    pub(crate) fn write_python_without(&mut self, skip: MemberId, canon: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Message::Flat(f) => f.write_python_without(skip.0, out),
+            Message::Tree { doc, members } => {
+                doc.write_root_python_without(members.clone(), skip.0, canon, out);
+            }
+        }
+    }
+
+    /// Strict (v2) checks (see [`Doc::check_strict`]); a flat object always passes them.
+    /// Call after `write_canonical_without`.
+    pub(crate) fn check_strict(&self) -> Result<(), Error> {
+        match self {
+            Message::Flat(_) => Ok(()),
+            Message::Tree { doc, .. } => doc.check_strict(),
+        }
     }
 }
 
@@ -191,11 +309,6 @@ impl<'i> Doc<'_, 'i> {
     pub(crate) fn root_members(&mut self) -> core::ops::Range<usize> {
         self.c.members.clear();
         self.collect_members(0)
-    }
-
-    /// The value node of the top-level member `name`, from a range given by `root_members`.
-    pub(crate) fn find(&self, range: &core::ops::Range<usize>, name: &[u8]) -> Option<u32> {
-        self.find_member(range, name).map(|m| m.val)
     }
 
     /// The key and value nodes of the top-level member `name`.

@@ -428,7 +428,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// below, borrows and carries only propagate upwards from a byte that really matches, so the
 /// lowest flagged byte is always a real one.
 #[inline]
-fn next_special(src: &[u8], mut i: usize) -> usize {
+pub(crate) fn next_special(src: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = src.get(i..i + 8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);

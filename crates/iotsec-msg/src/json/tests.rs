@@ -118,3 +118,133 @@ fn invalid_utf8_is_malformed() {
     // UTF-8 encoded surrogates are not UTF-8.
     assert!(codec.parse(b"\"\xed\xa0\x80\"").is_err());
 }
+
+/// The flat fast path against the general path on the same input: taken exactly where
+/// expected, and the same bytes for every member left out (and none).
+#[test]
+fn flat_path_agrees_with_the_general_path() {
+    let cases: &[(&str, bool)] = &[
+        (
+            r#"{"device": "d1", "temp": 21.97, "hum": 21.750752865586687, "sig": "x"}"#,
+            true,
+        ),
+        (r#"{"b": 1, "a": 2}"#, true),
+        (
+            r#"{"a": true, "b": false, "c": null, "d": "", "": 0}"#,
+            true,
+        ),
+        (
+            r#"{"x": 0.0001, "y": -0.0, "z": 0.0, "w": 5.0, "v": 1000000000000000.0}"#,
+            true,
+        ),
+        (r#"{"x": 123456789012345.0, "y": -100000000000000.0}"#, true),
+        (
+            r#"{"x": 0.30000000000000004, "y": 1.7976931348623157, "z": 0.00012345678901234567}"#,
+            true,
+        ),
+        (
+            r#"{"temperature_10": 1, "temperature_2": 2, "temperature_1": 3, "temperatur": 4}"#,
+            true,
+        ),
+        (
+            r#"{"abcdefgh": 1, "abcdefg": 2, "abcdefghi": 3, "abcdefgi": 4}"#,
+            true,
+        ),
+        (r#"{"n": -12345678901234567890123456789, "m": -1}"#, true),
+        // not flat: each needs the general path's rewriting or verdict
+        (r#"{"x": 0.00001}"#, false),
+        // whole numbers of 16 digits: their repr is decided with the tie check, general path
+        (r#"{"x": 1234567890123456.0}"#, false),
+        (r#"{"x": 9999999999999998.0}"#, false),
+        (r#"{"x": 0.000099999}"#, false),
+        (r#"{"x": 10000000000000000.0}"#, false),
+        (r#"{"x": 1.50}"#, false),
+        (r#"{"x": 5.00}"#, false),
+        (r#"{"x": 1e16}"#, false),
+        (r#"{"x": 1E5}"#, false),
+        (r#"{"x": 0.10000000000000001}"#, false),
+        (r#"{"x": 12345678901234567.0}"#, false),
+        (r#"{"x": -0}"#, false),
+        (r#"{"x": NaN}"#, false),
+        (r#"{"x": [1]}"#, false),
+        (r#"{"x": {"y": 1}}"#, false),
+        (r#"{"x": "\u00e9"}"#, false),
+        ("{\"x\": \"\u{e9}\"}", false),
+        (r#"{"x":1}"#, false),
+        (r#"{"x" : 1}"#, false),
+        (r#"{"x": 1,"y": 2}"#, false),
+        (r#"{"x": 1} "#, false),
+        (r#" {"x": 1}"#, false),
+        (r#"{"a": 1, "a": 2}"#, false),
+        (r#"{"temperature_1": 1, "temperature_1": 2}"#, false),
+        (
+            r#"{"temperature_1": 1, "temperature_2": 2, "temperature_1": 3}"#,
+            false,
+        ),
+        (r#"{}"#, false),
+        (r#"{"x": 1"#, false),
+        (r#"{"x": 01}"#, false),
+        (r#"{"x": 1.}"#, false),
+        (r#"{"x": tru}"#, false),
+        (r#"{"x": truex}"#, false),
+    ];
+    for &(input, flat_expected) in cases {
+        let src = input.as_bytes();
+        let general = {
+            let mut codec = Codec::default();
+            codec.parse(src).ok().map(|mut doc| {
+                let mut canon = Vec::new();
+                doc.write_canonical(&mut canon);
+                let mut py = Vec::new();
+                doc.write_python(&mut py);
+                (canon, py)
+            })
+        };
+        let mut codec = Codec::default();
+        let parsed = codec.parse_message(src);
+        let is_flat = matches!(parsed, Ok(Message::Flat(_)));
+        assert_eq!(is_flat, flat_expected, "{input}");
+        let Ok(mut msg) = parsed else {
+            continue;
+        };
+        let (canon_all, py_all) = general.expect("the general parser accepts it too");
+        let mut canon = Vec::new();
+        msg.write_canonical_without(MemberId::NONE, &mut canon);
+        assert_eq!(
+            String::from_utf8_lossy(&canon),
+            String::from_utf8_lossy(&canon_all),
+            "{input}"
+        );
+        let mut py = Vec::new();
+        msg.write_python_without(MemberId::NONE, &canon, &mut py);
+        assert_eq!(
+            String::from_utf8_lossy(&py),
+            String::from_utf8_lossy(&py_all),
+            "{input}"
+        );
+        let Message::Flat(f) = &msg else {
+            continue;
+        };
+        // Leaving out each member: the same bytes as the general path leaving it out.
+        for skip in 0..f.members.len() {
+            let key = f.members[skip].key(src).to_vec();
+            let mut flat_canon = Vec::new();
+            let mut flat_py = Vec::new();
+            let mut m = Codec::default();
+            let mut fm = m.parse_message(src).unwrap();
+            let (id, _) = fm.find(&key).unwrap();
+            fm.write_canonical_without(id, &mut flat_canon);
+            fm.write_python_without(id, &flat_canon, &mut flat_py);
+            let mut g = Codec::default();
+            let mut doc = g.parse(src).unwrap();
+            let members = doc.root_members();
+            let gm = doc.find_member(&members, &key).unwrap();
+            let mut gen_canon = Vec::new();
+            doc.write_root_canonical_without(members.clone(), gm.key, &mut gen_canon);
+            let mut gen_py = Vec::new();
+            doc.write_root_python_without(members, gm.key, &gen_canon, &mut gen_py);
+            assert_eq!(flat_canon, gen_canon, "{input} without {skip}");
+            assert_eq!(flat_py, gen_py, "{input} without {skip}");
+        }
+    }
+}
