@@ -16,7 +16,8 @@
 //! min_key_version = 1
 //! max_key_version = 1
 //! [storage]
-//! sqlite = "iotsec.db"
+//! sqlite = "iotsec.db"        # or, for several workers sharing one store:
+//! # url = "postgres://iotsec:secret@127.0.0.1:5432/iotsec"  (loopback or unix socket only)
 //! [ingest]
 //! max_skew_ms = 300000
 //! batch_max = 500
@@ -88,7 +89,8 @@ fn one() -> u32 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStorage {
-    sqlite: PathBuf,
+    sqlite: Option<PathBuf>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,8 +162,10 @@ pub struct ServerConfig {
     pub legacy_key: Option<PathBuf>,
     /// Accepted message key versions.
     pub key_versions: std::ops::RangeInclusive<u32>,
-    /// SQLite database.
+    /// SQLite database (the engine unless `postgres` is set; then unused).
     pub sqlite: PathBuf,
+    /// PostgreSQL (`[storage] url`), shared by several workers.
+    pub postgres: Option<crate::store::postgres::PostgresUrl>,
     /// Allowed clock skew.
     pub max_skew_ms: u64,
     /// Largest batch per commit.
@@ -224,6 +228,20 @@ impl ServerConfig {
         if raw.ingest.batch_max == 0 || raw.ingest.batch_max > 10_000 {
             return Err(bad("ingest.batch_max must be 1..=10000".into()));
         }
+        let (sqlite, postgres) = match (raw.storage.sqlite, raw.storage.url) {
+            (Some(path), None) => (path, None),
+            (None, Some(url)) => {
+                let url = crate::store::postgres::PostgresUrl::parse(&url)
+                    .map_err(|e| bad(e.to_string()))?;
+                (PathBuf::from("iotsec.db"), Some(url))
+            }
+            _ => {
+                return Err(bad(
+                    "[storage] needs exactly one of sqlite = \"file\" or url = \"postgres://...\""
+                        .into(),
+                ));
+            }
+        };
         let provision = raw.provision;
         Ok(ServerConfig {
             path: path.to_path_buf(),
@@ -237,7 +255,8 @@ impl ServerConfig {
             master_key: resolve(base, &raw.keys.master),
             legacy_key: raw.keys.legacy.map(|p| resolve(base, &p)),
             key_versions: raw.keys.min_key_version..=raw.keys.max_key_version,
-            sqlite: resolve(base, &raw.storage.sqlite),
+            sqlite: resolve(base, &sqlite),
+            postgres,
             max_skew_ms: raw.ingest.max_skew_ms,
             batch_max: raw.ingest.batch_max,
             batch_ms: raw.ingest.batch_ms,
@@ -258,9 +277,14 @@ impl ServerConfig {
         self.path.parent().unwrap_or_else(|| Path::new("."))
     }
 
-    /// Opens the configured storage.
-    pub fn open_storage(&self) -> Result<crate::store::sqlite::Sqlite> {
-        crate::store::sqlite::Sqlite::open(&self.sqlite)
+    /// Opens the configured storage (PostgreSQL connections are named after `client_id`).
+    pub fn open_storage(&self) -> Result<Box<dyn crate::store::Storage>> {
+        Ok(match &self.postgres {
+            Some(url) => Box::new(crate::store::postgres::Postgres::connect(
+                &url.with_default_application_name(&self.client_id),
+            )?),
+            None => Box::new(crate::store::sqlite::Sqlite::open(&self.sqlite)?),
+        })
     }
 }
 
@@ -290,6 +314,26 @@ sqlite = "db.sqlite"
         assert_eq!(c.client_id, "iotsec-ingest");
         assert_eq!(c.batch_max, 500);
         assert_eq!(c.key_versions, 1..=1);
+    }
+
+    #[test]
+    fn storage_is_sqlite_or_a_local_postgres_url() {
+        let p = Path::new("/etc/iotsec/server.toml");
+        let pg = MIN.replace(
+            "sqlite = \"db.sqlite\"",
+            "url = \"postgres://iotsec:pw@127.0.0.1:5432/iotsec\"",
+        );
+        let c = ServerConfig::parse(p, &pg).unwrap();
+        assert!(c.postgres.is_some());
+        assert!(!format!("{c:?}").contains(":pw@"));
+        let both = MIN.replace(
+            "sqlite = \"db.sqlite\"",
+            "sqlite = \"db.sqlite\"\nurl = \"postgres://u@localhost/db\"",
+        );
+        assert!(ServerConfig::parse(p, &both).is_err());
+        assert!(ServerConfig::parse(p, &MIN.replace("sqlite = \"db.sqlite\"", "")).is_err());
+        let remote = pg.replace("127.0.0.1", "db.example.com");
+        assert!(ServerConfig::parse(p, &remote).is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Storage: one trait, engines behind it (SQLite by default).
+//! Storage: one trait, engines behind it (SQLite by default, PostgreSQL for several workers).
 //!
 //! Everything the ingest writes for one batch of MQTT messages goes through
 //! [`Storage::commit`] in one transaction: accepted readings (idempotent on the unique
@@ -6,6 +6,7 @@
 //! batch are sent only after it returns, so a crash between receive and commit makes the broker
 //! redeliver, and a crash after commit makes the redelivery a duplicate that the unique key drops.
 
+pub mod postgres;
 pub mod sqlite;
 
 use serde::Serialize;
@@ -112,4 +113,48 @@ pub trait Storage: Send {
     fn recent_rejections(&mut self, limit: usize) -> Result<Vec<Rejection>>;
     /// Number of stored readings (all devices).
     fn reading_count(&mut self) -> Result<u64>;
+}
+
+/// A boxed engine is an engine (`ServerConfig::open_storage` returns `Box<dyn Storage>`).
+impl<S: Storage + ?Sized> Storage for Box<S> {
+    fn commit(&mut self, batch: &Batch) -> Result<Vec<Inserted>> {
+        (**self).commit(batch)
+    }
+    fn stored_sig(&mut self, device: &str, seq: u64) -> Result<Option<String>> {
+        (**self).stored_sig(device, seq)
+    }
+    fn newest_seqs(&mut self) -> Result<Vec<(String, u64)>> {
+        (**self).newest_seqs()
+    }
+    fn upsert_device(&mut self, id: &str, legacy: bool, key_version: u32) -> Result<()> {
+        (**self).upsert_device(id, legacy, key_version)
+    }
+    fn set_device_status(&mut self, id: &str, status: &str) -> Result<bool> {
+        (**self).set_device_status(id, status)
+    }
+    fn set_firmware(&mut self, id: &str, version: &str) -> Result<()> {
+        (**self).set_firmware(id, version)
+    }
+    fn devices(&mut self) -> Result<Vec<DeviceRecord>> {
+        (**self).devices()
+    }
+    fn rejection_counts(&mut self) -> Result<Vec<(String, u64)>> {
+        (**self).rejection_counts()
+    }
+    fn telemetry(
+        &mut self,
+        device: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Reading>> {
+        (**self).telemetry(device, from_ms, to_ms, after_seq, limit)
+    }
+    fn recent_rejections(&mut self, limit: usize) -> Result<Vec<Rejection>> {
+        (**self).recent_rejections(limit)
+    }
+    fn reading_count(&mut self) -> Result<u64> {
+        (**self).reading_count()
+    }
 }

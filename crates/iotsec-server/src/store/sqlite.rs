@@ -38,6 +38,8 @@ const MIGRATIONS: &[&str] = &[
         accepted INTEGER NOT NULL DEFAULT 0,
         rejected INTEGER NOT NULL DEFAULT 0
      );",
+    // 2: retention by age (`DELETE ... WHERE received_ms < ...`, see docs/deployment.md)
+    "CREATE INDEX readings_received ON readings (received_ms);",
 ];
 
 /// The SQLite engine.
