@@ -147,14 +147,8 @@ impl Finding {
     pub fn from_broker(f: &iotsec_broker::Finding) -> Self {
         Finding {
             id: f.id.to_owned(),
-            severity: match f.severity {
-                iotsec_broker::Severity::Info => Severity::Info,
-                iotsec_broker::Severity::Low => Severity::Low,
-                iotsec_broker::Severity::Medium => Severity::Medium,
-                iotsec_broker::Severity::High => Severity::High,
-                iotsec_broker::Severity::Critical => Severity::Critical,
-            },
-            category: category_of_broker(f.category),
+            severity: f.severity,
+            category: f.category,
             title: f.title.clone(),
             location: match &f.location {
                 Some(l) => Location::line(l.file.clone(), l.line as u64),
@@ -176,22 +170,6 @@ impl Finding {
             evidence: f.evidence.clone(),
             remediation: f.remediation.clone(),
         }
-    }
-}
-
-fn category_of_broker(c: iotsec_broker::Category) -> OwaspIot {
-    use iotsec_broker::Category as B;
-    match c {
-        B::I1 => OwaspIot::I1,
-        B::I2 => OwaspIot::I2,
-        B::I3 => OwaspIot::I3,
-        B::I4 => OwaspIot::I4,
-        B::I5 => OwaspIot::I5,
-        B::I6 => OwaspIot::I6,
-        B::I7 => OwaspIot::I7,
-        B::I8 => OwaspIot::I8,
-        B::I9 => OwaspIot::I9,
-        B::I10 => OwaspIot::I10,
     }
 }
 

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use crate::acl::{self, Access};
 use crate::conf::{self, Config, Listener, Location, Protocol};
-use crate::finding::{Category, Finding, Severity};
+use crate::finding::{Finding, OwaspIot, Severity};
 
 struct Sink(Vec<Finding>);
 
@@ -35,7 +35,7 @@ impl Sink {
         &mut self,
         id: &'static str,
         severity: Severity,
-        category: Category,
+        category: OwaspIot,
         title: impl Into<String>,
         evidence: impl Into<String>,
         location: Option<Location>,
@@ -81,7 +81,7 @@ pub fn audit(config: &Config) -> Vec<Finding> {
         sink.push(
                 "BRK-LOG-NONE",
                 Severity::Low,
-                Category::I8,
+                OwaspIot::I8,
                 "logging is disabled",
                 "log_dest none",
                 Some(d.at.clone()),
@@ -107,7 +107,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
             sink.push(
                 "BRK-ANON-EXPOSED",
                 Severity::Critical,
-                Category::I9,
+                OwaspIot::I9,
                 format!("{name} accepts anonymous clients from the network"),
                 format!("allow_anonymous true on {}", l.address()),
                 anon_loc,
@@ -117,7 +117,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
             sink.push(
                 "BRK-ANON-LOCAL",
                 Severity::Low,
-                Category::I9,
+                OwaspIot::I9,
                 format!("{name} accepts anonymous clients (loopback only)"),
                 format!("allow_anonymous true on {}", l.address()),
                 anon_loc,
@@ -134,7 +134,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
         sink.push(
             id,
             Severity::High,
-            Category::I7,
+            OwaspIot::I7,
             format!("{name} serves {what} without TLS to the network"),
             format!("no certfile/keyfile on {}", l.address()),
             listener_loc(l),
@@ -148,7 +148,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
             sink.push(
                 "BRK-TLS-OLD",
                 Severity::High,
-                Category::I7,
+                OwaspIot::I7,
                 format!("{name} allows {} (below TLS 1.2)", d.value),
                 format!("tls_version {}", d.value),
                 Some(d.at.clone()),
@@ -166,7 +166,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
         sink.push(
             "BRK-NO-CLIENT-AUTH",
             Severity::High,
-            Category::I1,
+            OwaspIot::I1,
             format!("{name} has TLS but neither client certificates nor a password file"),
             "require_certificate false, no password_file, no auth plugin",
             listener_loc(l),
@@ -177,7 +177,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
         sink.push(
             "BRK-IDENTITY-UNBOUND",
             Severity::Medium,
-            Category::I8,
+            OwaspIot::I8,
             format!("{name} requires client certificates but takes the MQTT username from the client"),
             "require_certificate true without use_identity_as_username",
             l.option("require_certificate").map(|d| d.at.clone()),
@@ -188,7 +188,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
         sink.push(
             "BRK-MTLS-NO-CRL",
             Severity::Medium,
-            Category::I8,
+            OwaspIot::I8,
             format!("{name} accepts client certificates but has no CRL"),
             "require_certificate true without crlfile",
             l.option("require_certificate").map(|d| d.at.clone()),
@@ -201,7 +201,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
         sink.push(
             "BRK-NO-ACL",
             Severity::Medium,
-            Category::I9,
+            OwaspIot::I9,
             format!("{name} has no ACL: every client may publish and subscribe to every topic"),
             "no acl_file and no plugin",
             listener_loc(l),
@@ -228,7 +228,7 @@ fn audit_listener(config: &Config, l: &Listener, sink: &mut Sink) {
             sink.push(
                 "BRK-KEY-PERMS",
                 Severity::High,
-                Category::I7,
+                OwaspIot::I7,
                 "TLS private key is readable by every local user",
                 format!(
                     "{} mode {:o}",
@@ -251,7 +251,7 @@ fn missing_file(config: &Path, d: &conf::Directive, sink: &mut Sink) -> bool {
     sink.push(
         "BRK-MISSING-FILE",
         Severity::Medium,
-        Category::I9,
+        OwaspIot::I9,
         format!("{} points to a file that does not exist", d.key),
         format!("{} {}", d.key, d.value),
         Some(d.at.clone()),
@@ -278,7 +278,7 @@ fn audit_acl(config: &Path, d: &conf::Directive, sink: &mut Sink) {
             sink.push(
                 "BRK-ACL-WILDCARD",
                 Severity::High,
-                Category::I9,
+                OwaspIot::I9,
                 format!("ACL grants {who} access to every topic"),
                 format!("{} {t}", if rule.pattern { "pattern" } else { "topic" }),
                 Some(rule.at.clone()),
@@ -305,7 +305,7 @@ fn audit_password_file(config: &Path, d: &conf::Directive, sink: &mut Sink) {
             sink.push(
                 "BRK-PASSWD-PLAINTEXT",
                 Severity::Critical,
-                Category::I1,
+                OwaspIot::I1,
                 format!("password file stores the password of {user:?} unhashed"),
                 format!("{}:{}: {user}:<not a $6$/$7$ hash>", path.display(), i + 1),
                 Some(Location {
@@ -322,7 +322,7 @@ fn audit_password_file(config: &Path, d: &conf::Directive, sink: &mut Sink) {
         sink.push(
             "BRK-PASSWD-PERMS",
             Severity::High,
-            Category::I1,
+            OwaspIot::I1,
             "password file is readable by every local user",
             format!(
                 "{} mode {:o}",

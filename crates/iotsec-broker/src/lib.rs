@@ -30,4 +30,4 @@ pub mod render;
 pub mod topic;
 
 pub use error::BrokerError;
-pub use finding::{Category, Finding, Severity};
+pub use finding::{Finding, OwaspIot, Severity};

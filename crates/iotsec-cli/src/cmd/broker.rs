@@ -153,7 +153,7 @@ fn print_findings(findings: &[Finding]) {
     for f in findings {
         println!(
             "{:<8} {:<3} {:<20} {}",
-            f.severity.name().to_uppercase(),
+            f.severity.as_str().to_uppercase(),
             f.category.code(),
             f.id,
             f.title
