@@ -132,8 +132,12 @@ pub async fn run(
     };
     let mut ingest = Ingest::new(keyring(&config)?, policy);
     refresh_registry(&store, &mut ingest).await?;
-    for (device, seq) in blocking(&store, |s| s.newest_seqs()).await? {
-        ingest.seed(&device, seq);
+    // Not with a share group: the newest stored seq is the other workers' progress, and this
+    // worker's backlog (its broker session after a restart) is older; the unique key decides.
+    if config.share_group.is_none() {
+        for (device, seq) in blocking(&store, |s| s.newest_seqs()).await? {
+            ingest.seed(&device, seq);
+        }
     }
     let tls = tls(&config)?;
 

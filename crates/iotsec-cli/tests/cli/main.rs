@@ -6,6 +6,7 @@ mod broker;
 mod browser;
 mod https;
 mod pki;
+mod scale;
 mod stack;
 mod transport;
 mod up;
