@@ -87,3 +87,26 @@ print(f'v2 verify vs python: {$w_py2 / $w_v2:.1f}x wall, {$c_py2 / $c_v2:.1f}x c
 print(f'v1 verify reaches {$c_hmac / $c_v1 * 100:.0f}% of the raw HMAC ceiling (cpu)')"
 echo "in-process (no I/O):"
 "$mb" inproc "$tmp/ref.key" "$tmp/v1.jsonl"
+
+# Instruction counts (repeatable under load): callgrind over a fixed 20,000 messages, per
+# message, minus the msgbench harness's own cost (the same lines split but not processed).
+# Valgrind does not emulate SHA-NI, so the HMAC figure is sha2's portable code, over the
+# payload lines (as long as the canonical bytes a verify or sign hashes): the JSON work per
+# message is `verify - hmac` and `sign - hmac`, which is what the fast paths cut.
+if command -v valgrind >/dev/null 2>&1; then
+  k=20000
+  count() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$mb" profile "$tmp/ref.key" "$1" "$2" "$k" 2>&1 |
+      awk '/refs:/ {gsub(",", "", $4); print $4}'
+  }
+  python3 - "$k" "$(count "$tmp/v1.jsonl" none)" "$(count "$tmp/payloads.jsonl" none)" \
+    "$(count "$tmp/payloads.jsonl" hmac)" "$(count "$tmp/v1.jsonl" verify)" \
+    "$(count "$tmp/payloads.jsonl" sign)" <<'PY'
+import sys
+k, base_v1, base_p, hmac, verify, sign = (int(x) for x in sys.argv[1:])
+hmac, verify, sign = (hmac - base_p) / k, (verify - base_v1) / k, (sign - base_p) / k
+print(f"callgrind instructions/message ({k} messages): HMAC over the payload bytes (portable "
+      f"SHA-256) {hmac:,.0f}; v1 verify {verify:,.0f} = JSON work {verify - hmac:,.0f} + HMAC; "
+      f"v1 sign {sign:,.0f} = JSON work {sign - hmac:,.0f} + HMAC")
+PY
+fi

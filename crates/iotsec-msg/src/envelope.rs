@@ -42,35 +42,32 @@ pub(crate) fn prepare(msg: &mut Message<'_, '_>, canon: &mut Vec<u8>) -> Result<
 }
 
 /// 64 lowercase hex digits -> 32 bytes (what `hexdigest()` can produce, nothing else).
+///
+/// Eight digits at a time: each byte `c` gives the nibble `(c & 0xF) + 9 * bit 6 of c` (right
+/// for `0-9` and `a-f`), and the digit is valid exactly when that nibble, written back as a
+/// lowercase hex digit, is `c` again (anything else writes back as some valid digit, which
+/// differs from it). No byte's sum reaches 0x100, so nothing carries between bytes.
 fn decode_sig(text: &[u8]) -> Option<[u8; 32]> {
+    const LOW: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    const ONE: u64 = 0x0101_0101_0101_0101;
     if text.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    let mut bad = 0u8;
-    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
-        bad |= hi | lo;
-        *o = (hi << 4) | (lo & 15);
+    let mut bad = 0u64;
+    for (o, chunk) in out.chunks_exact_mut(4).zip(text.chunks_exact(8)) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        let nib = ((x & LOW) + 9 * ((x >> 6) & ONE)) & LOW;
+        let letter = ((nib + 6 * ONE) >> 4) & ONE;
+        bad |= (nib + 0x30 * ONE + 39 * letter) ^ x;
+        // byte 2i of `pairs` is (digit 2i << 4) | digit 2i+1
+        let pairs = ((nib << 4) | (nib >> 8)).to_le_bytes();
+        o.copy_from_slice(&[pairs[0], pairs[2], pairs[4], pairs[6]]);
     }
-    (bad & 0x80 == 0).then_some(out)
+    (bad == 0).then_some(out)
 }
-
-/// Lowercase hex digit -> value; 0x80 for everything else.
-static NIBBLE: [u8; 256] = {
-    let mut t = [0x80u8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
 
 /// Lowercase hex of a tag, as `hexdigest()`.
 pub(crate) fn push_hex(out: &mut Vec<u8>, tag: &[u8; 32]) {
@@ -214,6 +211,28 @@ mod tests {
         assert_eq!(v.check(tampered.as_bytes()), Err(Error::BadSignature));
         let upper = String::from_utf8(msg).unwrap().to_uppercase();
         assert!(v.check(upper.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn sig_decoding_accepts_exactly_lowercase_hex() {
+        let hex: String = (0..32u8)
+            .map(|b| alloc::format!("{:02x}", b.wrapping_mul(37).wrapping_add(250)))
+            .collect();
+        let want: Vec<u8> = (0..32u8)
+            .map(|b| b.wrapping_mul(37).wrapping_add(250))
+            .collect();
+        assert_eq!(decode_sig(hex.as_bytes()).unwrap().to_vec(), want);
+        let all: String = "0123456789abcdef".repeat(4);
+        assert!(decode_sig(all.as_bytes()).is_some());
+        for pos in [0, 1, 7, 8, 31, 62, 63] {
+            for c in 0..=255u8 {
+                let mut t = all.clone().into_bytes();
+                t[pos] = c;
+                let valid = c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+                assert_eq!(decode_sig(&t).is_some(), valid, "byte {c:#x} at {pos}");
+            }
+        }
+        assert!(decode_sig(&all.as_bytes()[..62]).is_none());
     }
 
     #[test]

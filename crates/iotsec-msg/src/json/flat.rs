@@ -153,7 +153,7 @@ fn number(src: &[u8], start: usize) -> Option<(usize, bool)> {
                 // a trailing zero in the fraction other than `.0` is never repr (and
                 // `is_repr_slow` is dear)
                 || ((fraction == b"0" || fraction.last() != Some(&b'0'))
-                    && float::is_repr_slow(&src[start..end]));
+                    && float::is_repr_slow(int, fraction));
             repr.then_some((end, false))
         }
         Some(b'e' | b'E') => None,
@@ -165,11 +165,24 @@ fn number(src: &[u8], start: usize) -> Option<(usize, bool)> {
     }
 }
 
-/// Recognises the flat shape; on success `members` holds the members in input order and
-/// `order` their sort keys in key order (see `sort`). On `false` both hold garbage.
-pub(crate) fn parse(src: &[u8], members: &mut Vec<FlatMember>, order: &mut Vec<u128>) -> bool {
+/// Reusable buffers of the flat path.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FlatBufs {
+    /// The members in input order.
+    pub(crate) members: Vec<FlatMember>,
+    /// Their sort keys in key order (see `sort`).
+    pub(crate) order: Vec<u128>,
+    /// The last sort's input and output, when its output depended on nothing else (see
+    /// `sort`): a stream of messages usually repeats one key layout.
+    memo_in: Vec<u128>,
+    memo_out: Vec<u128>,
+}
+
+/// Recognises the flat shape; on success `bufs` holds the members and their order. On `false`
+/// they hold garbage.
+pub(crate) fn parse(src: &[u8], bufs: &mut FlatBufs) -> bool {
+    let members = &mut bufs.members;
     members.clear();
-    order.clear();
     if src.first() != Some(&b'{') || src.len() > u32::MAX as usize - 8 {
         return false;
     }
@@ -228,7 +241,7 @@ pub(crate) fn parse(src: &[u8], members: &mut Vec<FlatMember>, order: &mut Vec<u
             _ => return false,
         }
     }
-    sort(src, members, order)
+    sort(src, bufs)
 }
 
 /// Objects up to this size are insertion-sorted.
@@ -242,7 +255,18 @@ fn index(key: u128) -> usize {
 
 /// Fills `order` with one key per member, `prefix << 64 | key length << 32 | index`, in code
 /// point order of the keys; `false` on a duplicate key.
-fn sort(src: &[u8], members: &[FlatMember], order: &mut Vec<u128>) -> bool {
+///
+/// When no two keys share their first 8 bytes, the sorted keys are a function of the unsorted
+/// ones alone (the integers decide every comparison), so the result for the same unsorted
+/// keys as last time is last time's result: one comparison instead of a sort.
+fn sort(src: &[u8], bufs: &mut FlatBufs) -> bool {
+    let FlatBufs {
+        members,
+        order,
+        memo_in,
+        memo_out,
+    } = bufs;
+    order.clear();
     // Indices fit in 32 bits: each member takes at least 6 source bytes of a u32-sized input.
     order.extend(
         members
@@ -250,6 +274,13 @@ fn sort(src: &[u8], members: &[FlatMember], order: &mut Vec<u128>) -> bool {
             .zip(0u128..)
             .map(|(m, i)| (u128::from(m.prefix) << 64) | (u128::from(m.klen) << 32) | i),
     );
+    if !memo_out.is_empty() && order == memo_in {
+        order.copy_from_slice(memo_out);
+        return true;
+    }
+    memo_in.clear();
+    memo_in.extend_from_slice(order);
+    memo_out.clear();
     if order.len() <= SMALL {
         // Few members, often partly in order already.
         for i in 1..order.len() {
@@ -284,6 +315,7 @@ fn sort(src: &[u8], members: &[FlatMember], order: &mut Vec<u128>) -> bool {
             .windows(2)
             .all(|w| cmp_keys(src, m(&w[0]), m(&w[1])) == Ordering::Less);
     }
+    memo_out.extend_from_slice(order);
     true
 }
 

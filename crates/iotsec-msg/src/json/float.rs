@@ -126,21 +126,75 @@ pub(crate) fn is_repr_parts(int: &[u8], frac: &[u8]) -> bool {
     }
 }
 
-/// Whether `text` (a JSON float in fixed notation that `is_repr` turned down, such as the 17
-/// significant digits of a full-precision value) is nevertheless Python's repr of its value:
-/// exactly what `slow` writes for it, decided the same way (correctly rounded parse, ryu's
-/// shortest digits, no possible tie, the fixed-notation range) and compared with the text.
-pub(crate) fn is_repr_slow(text: &[u8]) -> bool {
-    let body = text.strip_prefix(b"-").unwrap_or(text);
-    let value: f64 = match core::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) {
-        Some(v) => v,
-        None => return false,
+/// Whether `int.frac` (a JSON float's digits in fixed notation, sign left out, that
+/// `is_repr_parts` turned down, such as the 17 significant digits of a full-precision value)
+/// is nevertheless Python's repr of its value: exactly what `slow` writes for it, decided the
+/// same way (correctly rounded value, ryu's shortest digits, no possible tie, the
+/// fixed-notation range) and compared with the text.
+pub(crate) fn is_repr_slow(int: &[u8], frac: &[u8]) -> bool {
+    // JSON's integer part has no leading zeros; a fraction's leading zeros after `0.` are
+    // not significant (four or more put the value below 1e-4: never fixed notation).
+    let (digits, sig) = if int == b"0" {
+        let zeros = frac.iter().take_while(|&&c| c == b'0').count();
+        if zeros >= 4 {
+            return false;
+        }
+        (&[][..], frac.len() - zeros)
+    } else {
+        (int, int.len() + frac.len())
+    };
+    // A repr has at most 17 significant digits; then the digits fit a u64 (below 10^17).
+    if sig > 17 {
+        return false;
+    }
+    let mut w = 0u64;
+    for &c in digits.iter().chain(frac) {
+        w = w * 10 + u64::from(c - b'0');
+    }
+    let Some(value) = fixed_to_f64(w, frac.len()) else {
+        return false;
     };
     if !(1e-4..1e16).contains(&value) || tie_possible(value) {
         return false;
     }
     let mut ryu_buf = ryu::Buffer::new();
-    ryu_buf.format_finite(value).as_bytes() == body
+    let shortest = ryu_buf.format_finite(value).as_bytes();
+    // ryu writes `int.frac` in this range (see `slow`): compare the two parts
+    shortest.len() == int.len() + 1 + frac.len()
+        && shortest.get(..int.len()) == Some(int)
+        && shortest.get(int.len() + 1..) == Some(frac)
+        && shortest.get(int.len()) == Some(&b'.')
+}
+
+/// `w / 10^k` correctly rounded (ties to even), for `w < 10^17`; `None` when `k > 21` (then
+/// the value is below 1e-4, outside fixed notation, so never asked for).
+fn fixed_to_f64(w: u64, k: usize) -> Option<f64> {
+    const POW10: [f64; 22] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21,
+    ];
+    let scale_down = *POW10.get(k)?;
+    if w < 1 << 53 {
+        // Clinger's fast path: both operands exact (10^k is, up to 10^22), and IEEE division
+        // rounds correctly.
+        return Some(w as f64 / scale_down);
+    }
+    // w * 2^71 / 10^k in integers: w < 2^57 keeps the numerator in 128 bits, and with
+    // w >= 2^53 and 10^k < 2^70 the quotient has at least 55 bits to round from.
+    let num = u128::from(w) << 71;
+    let den = 10u128.pow(k as u32); // k <= 21
+    let (q, r) = (num / den, num % den);
+    let shift = 128 - q.leading_zeros() - 53; // >= 2
+    let mut m = (q >> shift) as u64; // 53 bits
+    let rest = q & ((1u128 << shift) - 1);
+    let half = 1u128 << (shift - 1);
+    if rest > half || (rest == half && (r != 0 || m & 1 == 1)) {
+        m += 1;
+    }
+    // m <= 2^53 is exact in f64, and the power of two is in the normal range: exact product.
+    let exp = i64::from(shift) - 71;
+    let pow2 = f64::from_bits(((1023 + exp) as u64) << 52);
+    Some(m as f64 * pow2)
 }
 
 /// Writes Python's repr of the JSON float `text` (already validated by the parser).
@@ -345,6 +399,82 @@ impl core::fmt::Write for StackBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `fixed_to_f64` against core's correctly rounded parse, on decimals of 1 to 17 digits
+    /// with the point anywhere up to 21 places in, exact halfway cases included.
+    #[test]
+    fn fixed_conversion_rounds_like_core() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut cases: Vec<(u64, usize)> = Vec::new();
+        for _ in 0..300_000 {
+            let digits = 1 + next() % 17;
+            let w = next() % 10u64.pow(digits as u32);
+            cases.push((w, (next() % 22) as usize));
+        }
+        // halfway between two doubles above 2^53
+        for e in 1..4u32 {
+            for m in [(1u64 << 53) + 1, (1u64 << 53) + 3, (1u64 << 54) - 1] {
+                let v = m << e >> 1;
+                cases.push((v, 0));
+                if v < 10_000_000_000_000_000 {
+                    cases.push((v * 10, 1));
+                }
+            }
+        }
+        cases.push((99_999_999_999_999_999, 21));
+        cases.push((10_000_000_000_000_000, 0));
+        for (w, k) in cases {
+            let digits = alloc::format!("{w:0>width$}", width = k + 1);
+            let (int, frac) = digits.split_at(digits.len() - k);
+            let text = alloc::format!("{int}.{frac}");
+            let want: f64 = text.trim_end_matches('.').parse().unwrap();
+            assert_eq!(fixed_to_f64(w, k), Some(want), "{text}");
+        }
+        assert_eq!(fixed_to_f64(1, 22), None);
+    }
+
+    /// `is_repr_slow` against the slow path's own output (what the general writer prints).
+    #[test]
+    fn slow_repr_check_agrees_with_the_writer() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut taken = 0;
+        for i in 0..200_000u64 {
+            let e = (next() % 24) as i32 - 6;
+            let v = (next() >> 11) as f64 * 2f64.powi(-53) * 10f64.powi(e);
+            let text = match i % 3 {
+                0 => alloc::format!("{v:?}"),
+                1 => alloc::format!("{v:.*}", (next() % 19) as usize),
+                _ => alloc::format!("{:.*}", (next() % 6) as usize, v * 1e-4),
+            };
+            let Some(dot) = text.find('.') else { continue };
+            if text.contains('e') {
+                continue;
+            }
+            let mut out = Vec::new();
+            write_float_not_repr(text.as_bytes(), &mut out);
+            let (int, frac) = (&text.as_bytes()[..dot], &text.as_bytes()[dot + 1..]);
+            if is_repr_slow(int, frac) {
+                assert_eq!(out, text.as_bytes(), "{text}");
+                taken += 1;
+            } else if out == text.as_bytes() && !is_repr_parts(int, frac) {
+                // missed: only values whose exact expansion is short enough for a tie
+                assert!(tie_possible(text.parse().unwrap()), "{text}");
+            }
+        }
+        assert!(taken > 50_000, "{taken}");
+    }
 
     fn repr(text: &str) -> alloc::string::String {
         let mut out = Vec::new();

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 pub(crate) use flat::Scalar;
-use flat::{FlatDoc, FlatMember};
+use flat::{FlatBufs, FlatDoc};
 
 use crate::error::{Error, Syntax};
 
@@ -100,8 +100,7 @@ pub struct Codec {
     text: Vec<u8>,
     members: Vec<Member>,
     flags: Flags,
-    flat: Vec<FlatMember>,
-    order: Vec<u128>,
+    flat: FlatBufs,
 }
 
 impl Codec {
@@ -157,11 +156,11 @@ impl Codec {
     ) -> Result<Message<'c, 'i>, Error> {
         if input.len() <= self.limits.max_bytes
             && self.limits.max_depth >= 1
-            && flat::parse(input, &mut self.flat, &mut self.order)
+            && flat::parse(input, &mut self.flat)
         {
             return Ok(Message::Flat(FlatDoc {
-                members: &self.flat,
-                order: &self.order,
+                members: &self.flat.members,
+                order: &self.flat.order,
                 src: input,
             }));
         }

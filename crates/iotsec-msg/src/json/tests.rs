@@ -248,3 +248,35 @@ fn flat_path_agrees_with_the_general_path() {
         }
     }
 }
+
+/// One codec over a stream: the flat path's memo of the last key order must never leak into a
+/// message whose keys differ (same lengths and first 8 bytes, other bytes after them).
+#[test]
+fn flat_sort_memo_follows_the_keys() {
+    let stream = [
+        r#"{"temperature_a": 1, "b": 2, "a": 3}"#,
+        r#"{"temperature_b": 1, "b": 2, "a": 3}"#,
+        r#"{"temperature_b": 1, "b": 2, "a": 3}"#,
+        r#"{"temperature_b": 1, "temperature_a": 2, "a": 3}"#,
+        r#"{"temperature_a": 1, "temperature_b": 2, "a": 3}"#,
+        r#"{"temperature_a": 1, "temperature_b": 2, "a": 3}"#,
+        r#"{"b": 1, "a": 2}"#,
+        r#"{"b": 1, "a": 2}"#,
+        r#"{"a": 1, "b": 2}"#,
+        r#"{"b": 1, "b": 2}"#,
+        r#"{"b": 1, "a": 2}"#,
+        r#"{"device": "x", "temp": 1.5, "sig": "y"}"#,
+        r#"{"device": "x", "temp": 1.5, "sig": "y"}"#,
+        r#"{"devicf": "x", "temp": 1.5, "sig": "y"}"#,
+    ];
+    let mut shared = Codec::default();
+    for input in stream.iter().chain(stream.iter().rev()) {
+        let want = dumps(input, true).unwrap();
+        let mut canon = Vec::new();
+        match shared.parse_message(input.as_bytes()) {
+            Ok(mut msg) => msg.write_canonical_without(MemberId::NONE, &mut canon),
+            Err(e) => panic!("{input}: {e}"),
+        }
+        assert_eq!(String::from_utf8(canon).unwrap(), want, "{input}");
+    }
+}
