@@ -28,6 +28,7 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::link::{self, Failure, Topics, Will};
+use crate::ota::{self, Command as OtaCommand, FromOta, ToOta};
 use crate::outbox::{Action, Event, Outbox, OutboxConfig};
 use crate::queue::{Queue, QueueOptions};
 use crate::reading::{self, Sealer};
@@ -83,6 +84,8 @@ pub struct Summary {
     pub invalid: u64,
     /// Connections established.
     pub connections: u64,
+    /// A firmware update was installed and the agent stopped so the supervisor boots it.
+    pub update_installed: bool,
 }
 
 /// What the MQTT task tells the main loop.
@@ -91,6 +94,8 @@ enum Net {
     Connected,
     Down(Failure),
     Ack(Vec<u8>),
+    /// A message on `devices/<id>/commands/ota`.
+    Ota(Vec<u8>),
 }
 
 /// Aborts a spawned task when dropped (the agent's future may be dropped at any await).
@@ -137,6 +142,20 @@ pub async fn run<S: Source>(
         net_tx,
     )));
     shell.client = Some(client.clone());
+    // Firmware updates: a worker of its own (downloads must not stall the readings).
+    let (ota_tx, mut from_ota) = mpsc::unbounded_channel();
+    let _ota_worker = config.ota.clone().map(|settings| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        shell.ota = Some(tx);
+        AbortOnDrop(tokio::spawn(ota::run(
+            settings,
+            config.identity.clone(),
+            config.state_dir.clone(),
+            rx,
+            ota_tx.clone(),
+        )))
+    });
+    drop(ota_tx);
     shell.settle()?;
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -159,6 +178,13 @@ pub async fn run<S: Source>(
                 break;
             }
             Some(net) = net_rx.recv() => shell.net(net)?,
+            Some(msg) = from_ota.recv() => {
+                if shell.ota_message(msg)? {
+                    tracing::info!("stopping so that the supervisor boots the installed update");
+                    shell.summary.update_installed = true;
+                    break;
+                }
+            }
             Some(done) = pubacks.join_next(), if !pubacks.is_empty() => {
                 if let Ok(Some(seq)) = done {
                     shell.handle(Event::Published { seq });
@@ -234,6 +260,10 @@ struct Shell {
     notices: Vec<(u64, rumqttc::PublishNotice)>,
     /// The "online" status owed since the last connect (see [`Shell::status_in_order`]).
     status_due: bool,
+    /// The OTA worker, when `[ota]` is configured.
+    ota: Option<mpsc::UnboundedSender<ToOta>>,
+    /// Seq of the outcome report waiting for the server's ack.
+    ota_outcome_seq: Option<u64>,
     summary: Summary,
 }
 
@@ -274,13 +304,19 @@ impl Shell {
             seqs,
             sealer: Sealer::new(config.kid.clone(), config.msg_key.clone()),
             topics: Topics::new(config.id.as_str()),
-            firmware: config.firmware_version.clone(),
+            // Under the OTA supervisor, the running slot's (signed) version.
+            firmware: std::env::var("IOTSEC_OTA_VERSION")
+                .ok()
+                .filter(|v| !v.is_empty() && v.len() <= 64)
+                .unwrap_or_else(|| config.firmware_version.clone()),
             client: None,
             start: Instant::now(),
             actions: Vec::new(),
             signed: Vec::new(),
             notices: Vec::new(),
             status_due: false,
+            ota: None,
+            ota_outcome_seq: None,
             summary: Summary {
                 backlog: report.pending,
                 ..Summary::default()
@@ -325,6 +361,7 @@ impl Shell {
                 );
                 self.status_due = true;
                 self.handle(Event::Connected);
+                self.to_ota(ToOta::Connected);
             }
             Net::Down(failure) => {
                 self.status_due = false;
@@ -343,8 +380,58 @@ impl Shell {
                 }
                 None => tracing::warn!(len = payload.len(), "ignored a malformed ack"),
             },
+            Net::Ota(payload) => match (ota::parse_command(&payload), &self.ota) {
+                (_, None) => tracing::debug!("update command ignored: no [ota] section"),
+                (Some(OtaCommand::Ack { seq }), Some(_)) => {
+                    if self.ota_outcome_seq == Some(seq) {
+                        self.ota_outcome_seq = None;
+                        self.to_ota(ToOta::OutcomeAcked);
+                    }
+                }
+                (Some(OtaCommand::Update(notice)), Some(_)) => {
+                    tracing::info!(release = %notice.release, "update notice");
+                    self.to_ota(ToOta::Notice(notice));
+                }
+                (None, Some(_)) => {
+                    tracing::warn!(len = payload.len(), "ignored a malformed update command");
+                }
+            },
         }
         Ok(())
+    }
+
+    fn to_ota(&self, msg: ToOta) {
+        if let Some(tx) = &self.ota {
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// Publishes the worker's reports (signed like status messages, a seq of their own);
+    /// `true` when the agent should stop for the supervisor to boot an installed update.
+    fn ota_message(&mut self, msg: FromOta) -> Result<bool> {
+        let (body, outcome) = match msg {
+            FromOta::Restart => return Ok(true),
+            FromOta::Report { body, outcome } => (body, outcome),
+        };
+        // Offline, a report is dropped: the worker sends what must arrive again on connect.
+        if !self.outbox.is_connected() {
+            return Ok(false);
+        }
+        let Some(client) = &self.client else {
+            return Ok(false);
+        };
+        let seq = self.seqs.allocate()?;
+        self.sealer.seal(&body, seq, wall_ms(), &mut self.signed)?;
+        match client.try_publish(
+            self.topics.ota.as_str(),
+            self.signed.clone(),
+            PublishOptions::new(QoS::AtLeastOnce),
+        ) {
+            Ok(_) if outcome => self.ota_outcome_seq = Some(seq),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "OTA report not sent"),
+        }
+        Ok(false)
     }
 
     /// Publishes a signed status message (a seq of its own; not queued, not retried).
@@ -476,6 +563,10 @@ async fn drive(
             Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                 if p.topic.as_ref() == topics.ack.as_bytes() {
                     if net.send(Net::Ack(p.payload.to_vec())).is_err() {
+                        return;
+                    }
+                } else if p.topic.as_ref() == topics.ota_command.as_bytes() {
+                    if net.send(Net::Ota(p.payload.to_vec())).is_err() {
                         return;
                     }
                 } else {

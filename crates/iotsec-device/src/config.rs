@@ -29,6 +29,14 @@
 //! command = "..."                # source = "command": one JSON object per stdout line
 //! interval_ms = 1000             # simulate
 //! firmware_version = "1.0.0"
+//!
+//! [ota]                          # optional: firmware updates (see `ota`)
+//! slots = "slots"                # A/B state directory, as given to `iotsec fw supervise --slots`
+//! trust = ["firmware.pub"]       # factory trust when the slots directory has no key set yet
+//! server = "https://localhost:8443"  # where firmware is downloaded from (mutual TLS)
+//! ca = "ca.crt"                  # CA of that server (default: [tls] ca)
+//! hardware_id = "acme-gw"        # optional: this device's hardware id
+//! max_bytes_per_sec = 1048576    # optional: download rate limit
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -68,6 +76,9 @@ pub struct RawConfig {
     /// `[telemetry]`.
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// `[ota]`: firmware updates (absent: the agent ignores update notices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ota: Option<crate::ota::RawOta>,
 }
 
 /// `[tls]` as written.
@@ -269,6 +280,8 @@ pub struct Config {
     pub source: SourceKind,
     /// Firmware version for status messages.
     pub firmware_version: String,
+    /// Firmware updates, when `[ota]` is configured.
+    pub ota: Option<crate::ota::OtaSettings>,
     /// What the operator should know.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -477,6 +490,14 @@ impl RawConfig {
             ));
         }
 
+        // [ota]
+        let ota = match self.ota {
+            Some(raw) => {
+                Some(raw.validate(path, base, tls.ca.as_deref().map(resolve).as_deref())?)
+            }
+            None => None,
+        };
+
         let mut warnings: Vec<ConfigWarning> = policy
             .warnings()
             .into_iter()
@@ -499,6 +520,7 @@ impl RawConfig {
             max_queue_bytes: self.state.max_queue_bytes,
             source,
             firmware_version: t.firmware_version,
+            ota,
             warnings,
         })
     }

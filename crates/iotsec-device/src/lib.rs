@@ -32,6 +32,7 @@ pub mod config;
 mod error;
 pub mod frame;
 pub mod link;
+pub mod ota;
 pub mod outbox;
 pub mod queue;
 pub mod reading;

@@ -28,6 +28,10 @@ pub struct Topics {
     pub ack: String,
     /// `devices/<id>/commands/#`.
     pub commands: String,
+    /// `devices/<id>/ota`: signed OTA reports.
+    pub ota: String,
+    /// `devices/<id>/commands/ota`: update notices and report acks from the server.
+    pub ota_command: String,
 }
 
 impl Topics {
@@ -38,6 +42,8 @@ impl Topics {
             status: topic::status(id),
             ack: topic::ack(id),
             commands: format!("devices/{id}/commands/#"),
+            ota: topic::ota(id),
+            ota_command: topic::ota_command(id),
         }
     }
 }

@@ -26,6 +26,11 @@
 //! pki = "pki"
 //! broker_config = "broker"     # optional: reloaded after a revocation
 //! bundles = "bundles"
+//! [ota]                        # firmware distribution (see `release`)
+//! releases = "releases"
+//! trust = ["keys/firmware.pub"]
+//! hardware = ["acme-gw"]
+//! url = "https://iot.example.com:8443"
 //! ```
 //! Relative paths are relative to the directory of `server.toml`.
 
@@ -47,6 +52,8 @@ struct Raw {
     provision: Option<RawProvision>,
     /// The HTTPS API and dashboard section, validated by the web crate.
     web: Option<toml::Table>,
+    /// Firmware distribution, validated by [`crate::release::OtaConfig`].
+    ota: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +187,9 @@ pub struct ServerConfig {
     pub bundles: PathBuf,
     /// The raw `[web]` section (HTTPS API and dashboard), if present; `iotsec-web` validates it.
     pub web: Option<toml::Table>,
+    /// The raw `[ota]` section (firmware releases and rollouts), if present;
+    /// [`crate::release::OtaConfig::of_server`] validates it.
+    pub ota: Option<toml::Table>,
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -269,6 +279,7 @@ impl ServerConfig {
                 .map(|p| resolve(base, &p.bundles))
                 .unwrap_or_else(|| resolve(base, Path::new("bundles"))),
             web: raw.web,
+            ota: raw.ota,
         })
     }
 

@@ -34,6 +34,8 @@ struct Device {
     /// not queued with the readings, so they may overtake a backlog; a shared window would then
     /// refuse the older readings as stale.
     status: DeviceState,
+    /// Replay state of OTA reports (same reason: their own channel, their own window).
+    ota: DeviceState,
 }
 
 /// The broker publishes this exact payload as a device's last will (MQTT, unsigned): accepted
@@ -55,6 +57,33 @@ pub enum Status {
         /// Device.
         device: String,
     },
+}
+
+/// A verified OTA report (`devices/<id>/ota`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtaReport {
+    /// Device.
+    pub device: String,
+    /// The payload without `sig`.
+    pub payload: String,
+    /// Its sequence number (the server acknowledges it once the report is stored).
+    pub seq: u64,
+}
+
+/// The signed side channels of a device besides telemetry, each with its own replay window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Status,
+    Ota,
+}
+
+impl Channel {
+    fn leaf(self) -> &'static str {
+        match self {
+            Channel::Status => "status",
+            Channel::Ota => "ota",
+        }
+    }
 }
 
 /// What to do with one message.
@@ -154,6 +183,7 @@ impl<K: KeyLookup> Ingest<K> {
                 DeviceState::v2_only()
             },
             status: DeviceState::v2_only(),
+            ota: DeviceState::v2_only(),
         });
         d.registration = registration;
     }
@@ -245,41 +275,95 @@ impl<K: KeyLookup> Ingest<K> {
         msg: &[u8],
         now_ms: i64,
     ) -> Result<Status, Rejection> {
-        let reject = |device: Option<&str>, reason: &str| Rejection {
-            received_ms: now_ms,
-            device: device.map(str::to_owned),
-            reason: reason.to_owned(),
-            size: msg.len(),
-        };
-        let device_id = topic_device(topic, "status").ok_or_else(|| reject(None, "bad_topic"))?;
-        let device = self
-            .devices
-            .get_mut(device_id)
-            .ok_or_else(|| reject(Some(device_id), "unregistered_device"))?;
-        if device.registration == Registration::Revoked {
-            return Err(reject(Some(device_id), "revoked_device"));
-        }
         if msg == LAST_WILL {
-            return Ok(Status::Offline {
-                device: device_id.to_owned(),
-            });
+            let (device, _) = registered(&mut self.devices, topic, Channel::Status, msg, now_ms)?;
+            return Ok(Status::Offline { device });
         }
-        self.payload.clear();
-        self.verifier
-            .verify(
-                msg,
-                device_id,
-                now_ms,
-                &mut self.keys,
-                &mut device.status,
-                &mut self.payload,
-            )
-            .map_err(|e| reject(Some(device_id), e.code()))?;
-        Ok(Status::Signed {
-            device: device_id.to_owned(),
-            payload: String::from_utf8_lossy(&self.payload).into_owned(),
+        let (device, payload, _) = self.verify_channel(topic, Channel::Status, msg, now_ms)?;
+        Ok(Status::Signed { device, payload })
+    }
+
+    /// Judges an OTA report on `devices/<id>/ota`: signed like status messages (v2 only), with
+    /// its own replay window.
+    pub fn handle_ota(
+        &mut self,
+        topic: &str,
+        msg: &[u8],
+        now_ms: i64,
+    ) -> Result<OtaReport, Rejection> {
+        let (device, payload, seq) = self.verify_channel(topic, Channel::Ota, msg, now_ms)?;
+        Ok(OtaReport {
+            device,
+            payload,
+            seq,
         })
     }
+
+    /// v2 verification of a side-channel message with that channel's replay state.
+    fn verify_channel(
+        &mut self,
+        topic: &str,
+        channel: Channel,
+        msg: &[u8],
+        now_ms: i64,
+    ) -> Result<(String, String, u64), Rejection> {
+        let (device_id, device) = registered(&mut self.devices, topic, channel, msg, now_ms)?;
+        let state = match channel {
+            Channel::Status => &mut device.status,
+            Channel::Ota => &mut device.ota,
+        };
+        self.payload.clear();
+        let accepted = self
+            .verifier
+            .verify(
+                msg,
+                &device_id,
+                now_ms,
+                &mut self.keys,
+                state,
+                &mut self.payload,
+            )
+            .map_err(|e| Rejection {
+                received_ms: now_ms,
+                device: Some(device_id.clone()),
+                reason: e.code().to_owned(),
+                size: msg.len(),
+            })?;
+        let seq = match accepted {
+            Accepted::V2(env) => env.seq,
+            // Side channels are v2 only (their replay state never admits v1).
+            Accepted::V1 => 0,
+        };
+        Ok((
+            device_id,
+            String::from_utf8_lossy(&self.payload).into_owned(),
+            seq,
+        ))
+    }
+}
+
+/// The device of a side-channel topic, if it is registered and not revoked.
+fn registered<'d>(
+    devices: &'d mut HashMap<String, Device>,
+    topic: &str,
+    channel: Channel,
+    msg: &[u8],
+    now_ms: i64,
+) -> Result<(String, &'d mut Device), Rejection> {
+    let reject = |device: Option<&str>, reason: &str| Rejection {
+        received_ms: now_ms,
+        device: device.map(str::to_owned),
+        reason: reason.to_owned(),
+        size: msg.len(),
+    };
+    let device_id = topic_device(topic, channel.leaf()).ok_or_else(|| reject(None, "bad_topic"))?;
+    let device = devices
+        .get_mut(device_id)
+        .ok_or_else(|| reject(Some(device_id), "unregistered_device"))?;
+    if device.registration == Registration::Revoked {
+        return Err(reject(Some(device_id), "revoked_device"));
+    }
+    Ok((device_id.to_owned(), device))
 }
 
 /// The stand-in sequence number of a v1 message: 63 bits of its digest.
@@ -459,6 +543,53 @@ mod tests {
         assert!(
             i.handle_status("devices/dev-a/status", br#"{"state": "offline"}"#, NOW)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn ota_reports_have_their_own_window_and_carry_their_seq() {
+        let mut i = ingest();
+        let report = signed("dev-a", 900, &master());
+        assert_eq!(
+            i.handle_ota("devices/dev-a/ota", &report, NOW).unwrap().seq,
+            900
+        );
+        // Replayed report refused; telemetry and status windows unaffected.
+        assert_eq!(
+            i.handle_ota("devices/dev-a/ota", &report, NOW)
+                .unwrap_err()
+                .reason,
+            "replayed"
+        );
+        assert!(matches!(
+            i.handle(
+                "devices/dev-a/telemetry",
+                &signed("dev-a", 5, &master()),
+                false,
+                NOW
+            ),
+            Verdict::Accept(_)
+        ));
+        // Another device's report, the will, a forgery, a wrong topic.
+        assert_eq!(
+            i.handle_ota("devices/dev-b/ota", &signed("dev-a", 901, &master()), NOW)
+                .unwrap_err()
+                .reason,
+            "wrong_sender"
+        );
+        assert!(i.handle_ota("devices/dev-a/ota", LAST_WILL, NOW).is_err());
+        let forged = signed("dev-a", 902, &KeyMaterial::new(vec![9u8; 32]).unwrap());
+        assert_eq!(
+            i.handle_ota("devices/dev-a/ota", &forged, NOW)
+                .unwrap_err()
+                .reason,
+            "bad_signature"
+        );
+        assert_eq!(
+            i.handle_ota("devices/dev-a/status", &report, NOW)
+                .unwrap_err()
+                .reason,
+            "bad_topic"
         );
     }
 

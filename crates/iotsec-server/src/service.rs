@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
-use crate::ingest::{Ingest, Registration, SeenKind, Status, Verdict, classify_seen};
+use crate::ingest::{Ingest, OtaReport, Registration, SeenKind, Status, Verdict, classify_seen};
+use crate::release::{self, OtaConfig};
 use crate::store::{Batch, Inserted, Rejection, Storage};
 
 /// Largest MQTT packet the ingest reads; at least the broker's `max_packet_size`.
@@ -115,9 +116,20 @@ struct Pending {
 
 /// What the commit decided for one message, for the e2e ack.
 enum Outcome {
-    Ack { device: String, seq: u64 },
+    Ack {
+        device: String,
+        seq: u64,
+    },
+    /// An OTA report was stored: acknowledge it on `devices/<id>/commands/ota`.
+    OtaAck {
+        device: String,
+        seq: u64,
+    },
     None,
 }
+
+/// How often running rollouts are stepped (notices, stage changes, halts).
+const ROLLOUT_TICK: Duration = Duration::from_millis(500);
 
 /// Runs the ingest until `shutdown` resolves. Returns the counters.
 pub async fn run(
@@ -131,6 +143,9 @@ pub async fn run(
         ..Policy::default()
     };
     let mut ingest = Ingest::new(keyring(&config)?, policy);
+    // Firmware distribution: OTA reports are only read (and rollouts driven) with an [ota]
+    // section, i.e. when the storage keeps them.
+    let ota = OtaConfig::of_server(&config)?;
     refresh_registry(&store, &mut ingest).await?;
     // Not with a share group: the newest stored seq is the other workers' progress, and this
     // worker's backlog (its broker session after a restart) is older; the unique key decides.
@@ -171,6 +186,8 @@ pub async fn run(
     let mut committing: Option<InFlight> = None;
     let batch_wait = Duration::from_millis(config.batch_ms);
     let mut registry_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut rollout_tick = tokio::time::interval(ROLLOUT_TICK);
+    rollout_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let mut deadline: Option<tokio::time::Instant> = None;
 
@@ -211,7 +228,12 @@ pub async fn run(
                         batch.clear();
                         deadline = None;
                         tracing::info!(session_present = ack.session_present, "connected to the broker");
-                        for leaf in ["telemetry", "status"] {
+                        let leaves: &[&str] = if ota.is_some() {
+                            &["telemetry", "status", "ota"]
+                        } else {
+                            &["telemetry", "status"]
+                        };
+                        for leaf in leaves {
                             let filter = topic::ingest_filter(leaf, config.share_group.as_deref());
                             client
                                 .subscribe(filter, QoS::AtLeastOnce)
@@ -232,6 +254,11 @@ pub async fn run(
             () = async { if let Some(d) = flush_at { tokio::time::sleep_until(d).await } else { std::future::pending().await } } => {}
             _ = registry_tick.tick() => {
                 refresh_registry(&store, &mut ingest).await?;
+            }
+            _ = rollout_tick.tick(), if ota.is_some() => {
+                if let Some(ota) = &ota {
+                    drive_rollouts(&store, ota, &client).await?;
+                }
             }
         }
     }
@@ -256,6 +283,30 @@ pub async fn run(
     let _ = client.disconnect().await;
     poller.abort();
     Ok(stats)
+}
+
+/// Steps the running rollouts and publishes their notices. A rollout that cannot be driven
+/// (its release file is gone) is logged, not fatal to the ingest.
+async fn drive_rollouts(store: &Shared, ota: &OtaConfig, client: &AsyncClient) -> Result<()> {
+    let config = ota.clone();
+    let notices = match blocking(store, move |s| release::drive(s, &config, now_ms())).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot drive the rollouts");
+            return Ok(());
+        }
+    };
+    for n in notices {
+        client
+            .publish(
+                n.topic,
+                n.payload,
+                rumqttc::PublishOptions::new(QoS::AtLeastOnce),
+            )
+            .await
+            .map_err(|e| ServerError::Broker(e.to_string()))?;
+    }
+    Ok(())
 }
 
 async fn poll(
@@ -296,9 +347,16 @@ fn start_commit(batch: Vec<Pending>, ingest: &mut Ingest<Keyring>, store: &Share
     let mut verdicts = Vec::with_capacity(batch.len());
     let mut status_updates = Vec::new();
     let mut status_rejections = Vec::new();
-    for p in &batch {
+    let mut ota_reports = Vec::new();
+    for (index, p) in batch.iter().enumerate() {
         let topic = String::from_utf8_lossy(&p.publish.topic);
-        if topic.ends_with("/status") {
+        if topic.ends_with("/ota") {
+            match ingest.handle_ota(&topic, &p.publish.payload, now) {
+                Ok(report) => ota_reports.push((index, report)),
+                Err(r) => status_rejections.push(r),
+            }
+            verdicts.push(None);
+        } else if topic.ends_with("/status") {
             match ingest.handle_status(&topic, &p.publish.payload, now) {
                 Ok(Status::Signed { device, payload }) => status_updates.push((device, payload)),
                 Ok(Status::Offline { device }) => {
@@ -315,7 +373,13 @@ fn start_commit(batch: Vec<Pending>, ingest: &mut Ingest<Keyring>, store: &Share
     let store = Arc::clone(store);
     let task = tokio::task::spawn_blocking(move || {
         let mut guard = lock(&store);
-        commit(guard.as_mut(), verdicts, status_updates, status_rejections)
+        commit(
+            guard.as_mut(),
+            verdicts,
+            status_updates,
+            status_rejections,
+            (now, ota_reports),
+        )
     });
     InFlight { batch, task }
 }
@@ -337,9 +401,21 @@ async fn finish(
         }
     }
     let mut per_device: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for o in outcomes {
+    for o in &outcomes {
         if let Outcome::Ack { device, seq } = o {
-            per_device.entry(device).or_default().push(seq);
+            per_device.entry(device.clone()).or_default().push(*seq);
+        }
+    }
+    for o in &outcomes {
+        if let Outcome::OtaAck { device, seq } = o {
+            client
+                .publish(
+                    topic::ota_command(device),
+                    release::ack_payload(*seq),
+                    rumqttc::PublishOptions::new(QoS::AtLeastOnce),
+                )
+                .await
+                .map_err(|e| ServerError::Broker(e.to_string()))?;
         }
     }
     for (device, seqs) in per_device {
@@ -376,8 +452,22 @@ fn commit(
     s: &mut dyn Storage,
     verdicts: Vec<Option<(Verdict, bool)>>,
     status_updates: Vec<(String, String)>,
-    status_rejections: Vec<Rejection>,
+    mut status_rejections: Vec<Rejection>,
+    (received_ms, ota_reports): (i64, Vec<(usize, OtaReport)>),
 ) -> Result<(Vec<Outcome>, Counts)> {
+    // A report that verifies but says nothing this server understands is counted, not stored.
+    let mut ota_updates = Vec::with_capacity(ota_reports.len());
+    for (index, r) in ota_reports {
+        match release::parse_report(&r.device, &r.payload, received_ms) {
+            Some(update) => ota_updates.push((index, r.seq, update)),
+            None => status_rejections.push(Rejection {
+                received_ms,
+                device: Some(r.device),
+                reason: "malformed_report".into(),
+                size: r.payload.len(),
+            }),
+        }
+    }
     let mut db = Batch::default();
     let mut outcomes = Vec::with_capacity(verdicts.len());
     let mut counts = Counts::default();
@@ -478,6 +568,13 @@ fn commit(
             s.set_firmware(&device, fw)?;
         }
     }
+    for (index, seq, update) in ota_updates {
+        s.set_device_ota(&update)?;
+        outcomes[index] = Outcome::OtaAck {
+            device: update.device,
+            seq,
+        };
+    }
     Ok((outcomes, counts))
 }
 
@@ -525,6 +622,7 @@ mod tests {
             ],
             vec![],
             vec![],
+            (0, vec![]),
         )
         .unwrap();
         assert_eq!(
@@ -539,6 +637,50 @@ mod tests {
     }
 
     #[test]
+    fn ota_reports_are_stored_and_acked_and_malformed_ones_counted() {
+        let mut db = Sqlite::in_memory().unwrap();
+        db.upsert_device("d", false, 1).unwrap();
+        let report = |seq, payload: &str| OtaReport {
+            device: "d".into(),
+            payload: payload.into(),
+            seq,
+        };
+        let (outcomes, counts) = commit(
+            &mut db,
+            vec![None, None],
+            vec![],
+            vec![],
+            (
+                77,
+                vec![
+                    (
+                        0,
+                        report(5, r#"{"state":"rolled_back","reason":"trial_exited"}"#),
+                    ),
+                    (1, report(6, r#"{"state":"sleeping"}"#)),
+                ],
+            ),
+        )
+        .unwrap();
+        assert!(matches!(&outcomes[0], Outcome::OtaAck { device, seq: 5 } if device == "d"));
+        assert!(matches!(outcomes[1], Outcome::None));
+        assert_eq!(counts.rejected, 1);
+        let stored = db.device_ota().unwrap();
+        assert_eq!(
+            (
+                stored[0].state.as_str(),
+                stored[0].reason.as_deref(),
+                stored[0].updated_ms
+            ),
+            ("rolled_back", Some("trial_exited"), 77)
+        );
+        assert_eq!(
+            db.rejection_counts().unwrap(),
+            vec![("malformed_report".into(), 1)]
+        );
+    }
+
+    #[test]
     fn identical_bytes_are_a_replay_unless_flagged_as_redelivered() {
         let mut db = Sqlite::in_memory().unwrap();
         db.upsert_device("d", false, 1).unwrap();
@@ -547,6 +689,7 @@ mod tests {
             vec![Some((Verdict::Accept(reading(1, "aa")), false))],
             vec![],
             vec![],
+            (0, vec![]),
         )
         .unwrap();
         let (_, c) = commit(
@@ -554,6 +697,7 @@ mod tests {
             vec![Some((seen(1, "aa", true), true))],
             vec![],
             vec![],
+            (0, vec![]),
         )
         .unwrap();
         assert_eq!((c.duplicates, c.rejected), (1, 0));
@@ -562,6 +706,7 @@ mod tests {
             vec![Some((seen(1, "aa", false), false))],
             vec![],
             vec![],
+            (0, vec![]),
         )
         .unwrap();
         assert_eq!((c.duplicates, c.rejected), (0, 1));
@@ -572,6 +717,7 @@ mod tests {
             vec![Some((Verdict::Accept(reading(1, "aa")), false))],
             vec![],
             vec![],
+            (0, vec![]),
         )
         .unwrap();
         assert_eq!((c.stored, c.rejected), (0, 1));

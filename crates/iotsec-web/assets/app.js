@@ -262,10 +262,54 @@ async function loadAudit() {
   }
 }
 
+// ---- firmware --------------------------------------------------------------------------
+
+function size(bytes) {
+  if (bytes >= 1048576) return (bytes / 1048576).toFixed(1) + ' MiB';
+  if (bytes >= 1024) return (bytes / 1024).toFixed(1) + ' KiB';
+  return bytes + ' B';
+}
+
+async function loadFirmware() {
+  const [rres, fres] = await Promise.all([api('/api/rollouts'), api('/api/firmware')]);
+  const rollouts = rres.ok ? (await rres.json()).rollouts : [];
+  const releases = fres.ok ? (await fres.json()).releases : [];
+  const versions = new Map(releases.map((r) => [r.id, r.version]));
+  const body = $('#rollouts tbody');
+  body.replaceChildren();
+  for (const r of rollouts) {
+    const targets = el('td', { class: 'targets' });
+    for (const d of r.devices) {
+      const label = d.device + ': ' + d.state.replace('_', ' ') + (d.progress != null && d.state === 'downloading' ? ' ' + d.progress + '%' : '');
+      targets.append(el('span', { class: 'badge ' + d.state, title: d.reason || '', 'data-device': d.device }, label));
+    }
+    const stage = r.status === 'halted' && r.halt
+      ? 'halted in ' + r.halt.stage + ' of ' + r.stages.length + ' (' + r.halt.failed + ' of ' + r.halt.total + ' failed)'
+      : r.stage + ' of ' + r.stages.length;
+    body.append(el('tr', { 'data-rollout': r.id },
+      el('td', {}, '#' + r.id),
+      el('td', {}, (versions.get(r.release) || '?') + ' (' + r.release + ')'),
+      el('td', {}, el('span', { class: 'badge ' + r.status }, r.status)),
+      el('td', {}, stage),
+      targets));
+  }
+  const empty = $('#rollouts-empty');
+  empty.hidden = rollouts.length > 0;
+  empty.textContent = 'No rollout yet: iotsec fw publish FILE, then iotsec fw rollout start RELEASE --device ID (or --all).';
+  $('#rollouts-summary').textContent = rollouts.filter((r) => r.status === 'running').length + ' running';
+  const rel = $('#releases tbody');
+  rel.replaceChildren();
+  for (const r of releases.slice().reverse()) {
+    rel.append(el('tr', { 'data-release': r.id }, el('td', {}, r.id), el('td', {}, r.version), el('td', {}, r.hardware_id),
+      el('td', { class: 'num' }, r.security_counter), el('td', { class: 'num' }, size(r.size)), el('td', {}, time(r.published_ms))));
+  }
+  if (releases.length === 0) rel.append(el('tr', {}, el('td', { colspan: '6', class: 'muted' }, 'No release published.')));
+}
+
 // ---- live updates ----------------------------------------------------------------------
 
 async function refreshAll() {
-  await Promise.all([loadFleet(), loadRejections(), loadAudit()]);
+  await Promise.all([loadFleet(), loadRejections(), loadAudit(), loadFirmware()]);
 }
 
 function startLive() {
@@ -324,7 +368,7 @@ document.addEventListener('DOMContentLoaded', () => {
     signIn(t).catch((e) => signOut(e instanceof Unauthorized ? 'That token was refused.' : 'Sign-in failed: ' + e.message));
   });
   $('#signout').addEventListener('click', () => signOut('Signed out.'));
-  setInterval(() => { if (state.token) renderFleet(state.devices); }, 5000);
+  setInterval(() => { if (state.token) { renderFleet(state.devices); guarded(loadFirmware); } }, 5000);
   const saved = sessionStorage.getItem(KEY);
   if (saved) signIn(saved).catch(() => signOut(''));
 });

@@ -18,7 +18,7 @@ use crate::config::WebConfig;
 use crate::events::Snapshot;
 use crate::limit::FailedAuth;
 use crate::token::{TokenHolder, TokenStore};
-use crate::{api, auth, dashboard, events};
+use crate::{api, auth, dashboard, events, firmware};
 
 /// Shared state of every request (cheap to clone).
 #[derive(Clone)]
@@ -161,6 +161,10 @@ fn api() -> Api {
     .add("GET", "/api/rejections", get(api::rejections))
     .add("GET", "/api/audit", get(api::audit))
     .add("GET", "/api/events", get(events::stream))
+    .add("GET", "/api/firmware", get(firmware::releases))
+    .add("GET", "/api/rollouts", get(firmware::rollouts))
+    .add("POST", "/api/rollouts", post(firmware::start))
+    .add("GET", "/api/rollouts/{id}", get(firmware::rollout))
     .add("GET", "/api/whoami", get(api::whoami))
     .add("GET", "/api/openapi.json", get(api::openapi))
 }
@@ -178,6 +182,9 @@ pub const PUBLIC_ROUTES: &[RouteId] = &[
     ("GET", "/app.css"),
 ];
 
+/// Routes for devices, authenticated by their client certificate (see [`crate::firmware`]).
+pub const DEVICE_ROUTES: &[RouteId] = &[("GET", "/firmware/{release}")];
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let api = api()
@@ -192,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::script))
         .route("/app.css", get(dashboard::style))
+        .route("/firmware/{release}", get(firmware::download))
         .fallback_service(api.with_state(state.clone()))
         .layer(middleware::from_fn_with_state(
             state.clone(),

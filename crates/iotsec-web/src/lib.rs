@@ -16,13 +16,15 @@
 //! * [`auth`] and [`limit`]: who is calling (token or operator certificate), roles, and the
 //!   per-IP limit on failed authentications.
 //! * [`api`], [`events`], [`openapi`], [`dashboard`]: what is served; [`app`] puts it together.
+//! * [`firmware`]: firmware bundles for devices (mutual TLS, HTTP ranges), releases and rollouts.
 //! * [`tls`], [`server`]: rustls (aws-lc-rs) and hyper; [`acme`]: certificates from an ACME CA.
 //!
-//! Data enters as HTTPS requests (headers, path and query parameters; no request bodies are
-//! read), the token file, the registry and telemetry in storage, and the audit report file. It
-//! leaves as JSON, server-sent events and the embedded dashboard files; device revocations go
-//! through `iotsec_server::provision::revoke`. Tokens never reach a log line or `Debug`
-//! output. Nothing here prints.
+//! Data enters as HTTPS requests (headers, path and query parameters; the only body read is
+//! the JSON of `POST /api/rollouts`, at most 64 KiB), the token file, the registry and
+//! telemetry in storage, and the audit report file. It leaves as JSON, server-sent events and
+//! the embedded dashboard files, and as firmware bundles from the `[ota]` releases directory
+//! to devices; device revocations go through `iotsec_server::provision::revoke`. Tokens never
+//! reach a log line or `Debug` output. Nothing here prints.
 
 pub mod acme;
 pub mod api;
@@ -32,6 +34,7 @@ pub mod config;
 pub mod dashboard;
 mod error;
 pub mod events;
+pub mod firmware;
 pub mod limit;
 pub mod openapi;
 pub mod server;

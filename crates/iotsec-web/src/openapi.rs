@@ -60,8 +60,8 @@ pub fn document() -> Value {
                 audit report; revoke devices. Every endpoint except /healthz (and the dashboard's \
                 static files, which hold no data) needs a bearer token (`iotsec token create \
                 --role viewer|admin`) or an operator client certificate (admin). Viewers read; \
-                admins also revoke devices. Firmware releases and rollouts are not part of this \
-                API yet: they arrive with the OTA distribution service."
+                admins also revoke devices and start firmware rollouts. Devices download firmware \
+                from /firmware/{release} with their own client certificate."
         },
         "servers": [{ "url": "/" }],
         "security": [{ "bearerAuth": [] }, { "operatorCertificate": [] }],
@@ -110,6 +110,48 @@ pub fn document() -> Value {
                 "parameters": [],
                 "responses": common(json!({ "200": { "description": "An event stream.",
                     "content": { "text/event-stream": { "schema": reference("Snapshot") } } } }), false) } },
+            "/api/firmware": { "get": op("listReleases", "Published firmware releases (iotsec fw publish)", vec![],
+                json!({ "200": ok("The releases, oldest first.", json!({ "type": "object",
+                    "properties": { "releases": { "type": "array", "items": reference("Release") } } })) }), false) },
+            "/api/rollouts": {
+                "get": op("listRollouts", "Every rollout, newest first, with each device's standing", vec![],
+                    json!({ "200": ok("The rollouts.", json!({ "type": "object",
+                        "properties": { "rollouts": { "type": "array", "items": reference("Rollout") } } })) }), false),
+                "post": {
+                    "operationId": "startRollout",
+                    "summary": "Start a staged rollout of a release (admin)",
+                    "parameters": [],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": reference("RolloutRequest") } } },
+                    "responses": common(json!({
+                        "201": ok("Started; the ingest notifies the first stage within a second.", reference("Rollout")),
+                        "400": { "description": "Unknown release or device, bad stages or threshold, bad body.",
+                            "content": { "application/json": { "schema": reference("Error") } } },
+                        "404": { "description": "Firmware distribution is not configured ([ota])." },
+                        "413": { "description": "Body over 64 KiB." } }), true) } },
+            "/api/rollouts/{id}": { "get": op("getRollout", "One rollout",
+                vec![json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" },
+                    "description": "Rollout id." })],
+                json!({ "200": ok("The rollout.", reference("Rollout")),
+                    "404": { "description": "No such rollout, or no [ota] section.",
+                        "content": { "application/json": { "schema": reference("Error") } } } }), false) },
+            "/firmware/{release}": { "get": {
+                "operationId": "downloadFirmware",
+                "summary": "A release's bundle (signed manifest + image), for devices; single byte ranges resume a download",
+                "security": [{ "deviceCertificate": [] }],
+                "parameters": [
+                    { "name": "release", "in": "path", "required": true, "schema": { "type": "string" },
+                      "description": "Release id." },
+                    { "name": "Range", "in": "header", "required": false, "schema": { "type": "string" },
+                      "description": "bytes=FROM-[TO] or bytes=-N; several ranges are ignored." }],
+                "responses": {
+                    "200": { "description": "The whole bundle.",
+                        "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "206": { "description": "The requested range; Content-Range says which.",
+                        "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "401": { "description": "No device certificate." },
+                    "403": { "description": "Not a registered, active device." },
+                    "404": { "description": "No such release." },
+                    "416": { "description": "The range starts past the end; Content-Range: bytes */size." } } } },
             "/api/whoami": { "get": op("whoami", "The caller's role", vec![],
                 json!({ "200": ok("Who is calling.", json!({ "type": "object", "properties": {
                     "role": { "enum": ["viewer", "admin"] },
@@ -123,7 +165,9 @@ pub fn document() -> Value {
                 "bearerAuth": { "type": "http", "scheme": "bearer",
                     "description": "A token from `iotsec token create`; 256 bits, stored only as a SHA-256 hash." },
                 "operatorCertificate": { "type": "mutualTLS",
-                    "description": "A client certificate chaining to [web] client_ca whose CN is in [web] operators (admin)." }
+                    "description": "A client certificate chaining to [web] client_ca whose CN is in [web] operators (admin)." },
+                "deviceCertificate": { "type": "mutualTLS",
+                    "description": "A device certificate chaining to [web] client_ca whose CN is a registered, active device." }
             },
             "schemas": {
                 "Error": { "type": "object", "properties": { "error": { "type": "string" } }, "required": ["error"] },
@@ -142,6 +186,35 @@ pub fn document() -> Value {
                 "Rejection": { "type": "object", "properties": {
                     "received_ms": { "type": "integer" }, "device": { "type": ["string", "null"] },
                     "reason": { "type": "string" }, "size": { "type": "integer" } } },
+                "Release": { "type": "object", "properties": {
+                    "id": { "type": "string", "description": "First 16 hex digits of the SHA-256 of the signed manifest." },
+                    "version": { "type": "string" }, "hardware_id": { "type": "string" },
+                    "security_counter": { "type": "integer" }, "size": { "type": "integer" },
+                    "sha256": { "type": "string" }, "file": { "type": "string" },
+                    "published_ms": { "type": "integer" } } },
+                "RolloutRequest": { "type": "object", "required": ["release"], "properties": {
+                    "release": { "type": "string", "description": "Release id, id prefix or version." },
+                    "devices": { "type": "array", "items": { "type": "string" },
+                        "description": "Target devices in order (the first stage takes the first ones)." },
+                    "all": { "type": "boolean", "description": "Every active device instead of a list." },
+                    "stages": { "type": "string", "description": "Cumulative stage sizes, e.g. 1,10%,100% (default)." },
+                    "max_failure_rate": { "type": "number", "description": "Halt when a stage's failed share exceeds this (default 0.2)." } } },
+                "Rollout": { "type": "object", "properties": {
+                    "id": { "type": "integer" }, "release": { "type": "string" },
+                    "status": { "enum": ["running", "halted", "completed"] },
+                    "stage": { "type": "integer", "description": "Current stage, 1-based." },
+                    "stages": { "type": "array", "items": { "type": "integer" }, "description": "Devices per stage." },
+                    "max_failure_rate": { "type": "number" },
+                    "halt": { "type": ["object", "null"], "properties": {
+                        "stage": { "type": "integer" }, "failed": { "type": "integer" }, "total": { "type": "integer" } } },
+                    "created_ms": { "type": "integer" }, "updated_ms": { "type": "integer" },
+                    "counts": { "type": "object", "additionalProperties": { "type": "integer" } },
+                    "devices": { "type": "array", "items": reference("RolloutDevice") } } },
+                "RolloutDevice": { "type": "object", "properties": {
+                    "device": { "type": "string" }, "stage": { "type": "integer" },
+                    "state": { "type": "string", "description": "waiting, notified, downloading, verifying, trial, confirmed, rolled_back, rejected, failed or timed_out." },
+                    "progress": { "type": ["integer", "null"] }, "reason": { "type": ["string", "null"] },
+                    "notified_ms": { "type": ["integer", "null"] }, "notices": { "type": "integer" } } },
                 "Snapshot": { "type": "object", "properties": {
                     "at_ms": { "type": "integer" },
                     "devices": { "type": "array", "items": reference("Device") },
@@ -177,6 +250,7 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let mut routes: Vec<(String, String)> = crate::app::api_routes()
             .into_iter()
+            .chain(crate::app::DEVICE_ROUTES.iter().copied())
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         routes.sort();

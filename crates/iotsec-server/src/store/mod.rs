@@ -82,6 +82,72 @@ pub struct DeviceRecord {
     pub rejected: u64,
 }
 
+/// A published firmware release: the index row (the bundle itself is a file in the `[ota]`
+/// releases directory). Every field but `id`, `file` and `published_ms` comes from the
+/// release's verified, signed manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseRecord {
+    /// Release id: the first 16 hex digits of the SHA-256 of its signed manifest.
+    pub id: String,
+    /// Firmware version (SemVer).
+    pub version: String,
+    /// Hardware id it is built for.
+    pub hardware_id: String,
+    /// Anti-rollback security counter.
+    pub security_counter: u32,
+    /// Image size in bytes (the bundle is the signed manifest followed by the image).
+    pub size: u64,
+    /// SHA-256 of the image, hex.
+    pub sha256: String,
+    /// The bundle's file name in the releases directory.
+    pub file: String,
+    /// When it was published, ms since the epoch.
+    pub published_ms: i64,
+}
+
+/// A stored rollout. `body` is the rollout state machine's state (JSON, owned by
+/// `crate::release::Rollout`); `status` repeats its status for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutRecord {
+    /// Rollout id.
+    pub id: i64,
+    /// Release id.
+    pub release: String,
+    /// `running`, `halted` or `completed`.
+    pub status: String,
+    /// Created, ms since the epoch.
+    pub created_ms: i64,
+    /// Last change, ms since the epoch.
+    pub updated_ms: i64,
+    /// The serialised state.
+    pub body: String,
+}
+
+/// The latest verified OTA report of a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceOta {
+    /// Device id.
+    pub device: String,
+    /// Release id the report is about, when the device knows it.
+    pub release: Option<String>,
+    /// Firmware version the report is about.
+    pub version: Option<String>,
+    /// `downloading`, `verifying`, `trial`, `confirmed`, `rolled_back`, `rejected`, `failed`.
+    pub state: String,
+    /// Download progress in percent.
+    pub progress: Option<u8>,
+    /// Why it failed (stable code or message), for `rolled_back`, `rejected`, `failed`.
+    pub reason: Option<String>,
+    /// When the server received the report, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+fn unsupported<T>(what: &str) -> Result<T> {
+    Err(crate::error::ServerError::Storage(format!(
+        "this storage engine does not store {what} (OTA distribution)"
+    )))
+}
+
 /// Storage engine interface.
 pub trait Storage: Send {
     /// Writes a batch in one transaction; returns, per reading, whether it was new.
@@ -113,6 +179,46 @@ pub trait Storage: Send {
     fn recent_rejections(&mut self, limit: usize) -> Result<Vec<Rejection>>;
     /// Number of stored readings (all devices).
     fn reading_count(&mut self) -> Result<u64>;
+
+    // --- OTA distribution (engines without it refuse: see `unsupported`) ---
+    /// Adds a release to the index; false when its id is already there.
+    fn insert_release(&mut self, release: &ReleaseRecord) -> Result<bool> {
+        let _ = release;
+        unsupported("firmware releases")
+    }
+    /// Every release, oldest first.
+    fn releases(&mut self) -> Result<Vec<ReleaseRecord>> {
+        unsupported("firmware releases")
+    }
+    /// Stores a new rollout; returns its id.
+    fn insert_rollout(
+        &mut self,
+        release: &str,
+        status: &str,
+        now_ms: i64,
+        body: &str,
+    ) -> Result<i64> {
+        let _ = (release, status, now_ms, body);
+        unsupported("rollouts")
+    }
+    /// Replaces a rollout's state.
+    fn update_rollout(&mut self, id: i64, status: &str, now_ms: i64, body: &str) -> Result<()> {
+        let _ = (id, status, now_ms, body);
+        unsupported("rollouts")
+    }
+    /// Every rollout, oldest first.
+    fn rollouts(&mut self) -> Result<Vec<RolloutRecord>> {
+        unsupported("rollouts")
+    }
+    /// Records a device's latest OTA report (replacing the previous one).
+    fn set_device_ota(&mut self, report: &DeviceOta) -> Result<()> {
+        let _ = report;
+        unsupported("device OTA state")
+    }
+    /// The latest OTA report of every device that sent one.
+    fn device_ota(&mut self) -> Result<Vec<DeviceOta>> {
+        unsupported("device OTA state")
+    }
 }
 
 /// A boxed engine is an engine (`ServerConfig::open_storage` returns `Box<dyn Storage>`).
@@ -156,5 +262,32 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn reading_count(&mut self) -> Result<u64> {
         (**self).reading_count()
+    }
+    fn insert_release(&mut self, release: &ReleaseRecord) -> Result<bool> {
+        (**self).insert_release(release)
+    }
+    fn releases(&mut self) -> Result<Vec<ReleaseRecord>> {
+        (**self).releases()
+    }
+    fn insert_rollout(
+        &mut self,
+        release: &str,
+        status: &str,
+        now_ms: i64,
+        body: &str,
+    ) -> Result<i64> {
+        (**self).insert_rollout(release, status, now_ms, body)
+    }
+    fn update_rollout(&mut self, id: i64, status: &str, now_ms: i64, body: &str) -> Result<()> {
+        (**self).update_rollout(id, status, now_ms, body)
+    }
+    fn rollouts(&mut self) -> Result<Vec<RolloutRecord>> {
+        (**self).rollouts()
+    }
+    fn set_device_ota(&mut self, report: &DeviceOta) -> Result<()> {
+        (**self).set_device_ota(report)
+    }
+    fn device_ota(&mut self) -> Result<Vec<DeviceOta>> {
+        (**self).device_ota()
     }
 }

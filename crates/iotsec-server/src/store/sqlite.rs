@@ -4,7 +4,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Batch, DeviceRecord, Inserted, Reading, Rejection, Storage};
+use super::{
+    Batch, DeviceOta, DeviceRecord, Inserted, Reading, Rejection, ReleaseRecord, RolloutRecord,
+    Storage,
+};
 use crate::error::{Result, ServerError};
 
 /// Schema migrations, applied in order; `schema_version` records how many ran.
@@ -40,6 +43,35 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 2: retention by age (`DELETE ... WHERE received_ms < ...`, see docs/deployment.md)
     "CREATE INDEX readings_received ON readings (received_ms);",
+    // 3: OTA distribution: the release index, rollouts (state machine as JSON), each device's
+    // latest OTA report
+    "CREATE TABLE releases (
+        id TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        hardware_id TEXT NOT NULL,
+        security_counter INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        file TEXT NOT NULL,
+        published_ms INTEGER NOT NULL
+     );
+     CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY,
+        release TEXT NOT NULL REFERENCES releases (id),
+        status TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE TABLE device_ota (
+        device TEXT PRIMARY KEY,
+        release TEXT,
+        version TEXT,
+        state TEXT NOT NULL,
+        progress INTEGER,
+        reason TEXT,
+        updated_ms INTEGER NOT NULL
+     );",
 ];
 
 /// The SQLite engine.
@@ -341,6 +373,155 @@ impl Storage for Sqlite {
             .map_err(db)?;
         Ok(count(n))
     }
+
+    fn insert_release(&mut self, r: &ReleaseRecord) -> Result<bool> {
+        let size = i64::try_from(r.size)
+            .map_err(|_| ServerError::Storage(format!("release size {} too large", r.size)))?;
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO releases (id, version, hardware_id, security_counter, size, sha256,
+                 file, published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO NOTHING",
+                params![
+                    r.id,
+                    r.version,
+                    r.hardware_id,
+                    r.security_counter,
+                    size,
+                    r.sha256,
+                    r.file,
+                    r.published_ms
+                ],
+            )
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    fn releases(&mut self) -> Result<Vec<ReleaseRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, version, hardware_id, security_counter, size, sha256, file,
+                 published_ms FROM releases ORDER BY published_ms, id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ReleaseRecord {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    hardware_id: r.get(2)?,
+                    security_counter: r.get(3)?,
+                    size: count(r.get(4)?),
+                    sha256: r.get(5)?,
+                    file: r.get(6)?,
+                    published_ms: r.get(7)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
+    fn insert_rollout(
+        &mut self,
+        release: &str,
+        status: &str,
+        now_ms: i64,
+        body: &str,
+    ) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO rollouts (release, status, created_ms, updated_ms, body)
+                 VALUES (?1, ?2, ?3, ?3, ?4)",
+                params![release, status, now_ms, body],
+            )
+            .map_err(db)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn update_rollout(&mut self, id: i64, status: &str, now_ms: i64, body: &str) -> Result<()> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE rollouts SET status = ?2, updated_ms = ?3, body = ?4 WHERE id = ?1",
+                params![id, status, now_ms, body],
+            )
+            .map_err(db)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(ServerError::Storage(format!("no rollout {id}")))
+        }
+    }
+
+    fn rollouts(&mut self) -> Result<Vec<RolloutRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, release, status, created_ms, updated_ms, body FROM rollouts ORDER BY id",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RolloutRecord {
+                    id: r.get(0)?,
+                    release: r.get(1)?,
+                    status: r.get(2)?,
+                    created_ms: r.get(3)?,
+                    updated_ms: r.get(4)?,
+                    body: r.get(5)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
+    fn set_device_ota(&mut self, o: &DeviceOta) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO device_ota (device, release, version, state, progress, reason, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (device) DO UPDATE SET release = ?2, version = ?3, state = ?4,
+                 progress = ?5, reason = ?6, updated_ms = ?7",
+            )
+            .map_err(db)?
+            .execute(params![
+                o.device,
+                o.release,
+                o.version,
+                o.state,
+                o.progress,
+                o.reason,
+                o.updated_ms
+            ])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn device_ota(&mut self) -> Result<Vec<DeviceOta>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT device, release, version, state, progress, reason, updated_ms
+                 FROM device_ota ORDER BY device",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DeviceOta {
+                    device: r.get(0)?,
+                    release: r.get(1)?,
+                    version: r.get(2)?,
+                    state: r.get(3)?,
+                    progress: r.get(4)?,
+                    reason: r.get(5)?,
+                    updated_ms: r.get(6)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
 }
 
 #[cfg(test)]
@@ -397,6 +578,53 @@ mod tests {
         );
         assert_eq!(s.devices().unwrap()[0].rejected, 3);
         assert_eq!(s.recent_rejections(2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn releases_rollouts_and_device_ota_round_trip() {
+        let mut s = Sqlite::in_memory().unwrap();
+        let r = ReleaseRecord {
+            id: "0123456789abcdef".into(),
+            version: "2.0.0".into(),
+            hardware_id: "acme-gw".into(),
+            security_counter: 2,
+            size: 1 << 33,
+            sha256: "aa".repeat(32),
+            file: "0123456789abcdef.fw".into(),
+            published_ms: 5,
+        };
+        assert!(s.insert_release(&r).unwrap());
+        assert!(!s.insert_release(&r).unwrap(), "same id twice");
+        assert_eq!(s.releases().unwrap(), vec![r.clone()]);
+        let id = s.insert_rollout(&r.id, "running", 10, "{}").unwrap();
+        s.update_rollout(id, "halted", 20, "{\"x\":1}").unwrap();
+        assert!(s.update_rollout(id + 1, "halted", 20, "{}").is_err());
+        let ro = &s.rollouts().unwrap()[0];
+        assert_eq!(
+            (
+                ro.id,
+                ro.status.as_str(),
+                ro.created_ms,
+                ro.updated_ms,
+                ro.body.as_str()
+            ),
+            (id, "halted", 10, 20, "{\"x\":1}")
+        );
+        let mut o = DeviceOta {
+            device: "d".into(),
+            release: Some(r.id.clone()),
+            version: Some("2.0.0".into()),
+            state: "downloading".into(),
+            progress: Some(40),
+            reason: None,
+            updated_ms: 30,
+        };
+        s.set_device_ota(&o).unwrap();
+        o.state = "rolled_back".into();
+        o.progress = None;
+        o.reason = Some("deadline_passed".into());
+        s.set_device_ota(&o).unwrap();
+        assert_eq!(s.device_ota().unwrap(), vec![o]);
     }
 
     #[test]
