@@ -45,6 +45,9 @@ enum Command {
     Token(cmd::token::Args),
     /// OWASP IoT Top 10 assessment of a deployment (text, JSON, SARIF or HTML report).
     Audit(cmd::audit::Args),
+    /// Fleet load generator: N provisioned devices as real mutual-TLS MQTT clients sending
+    /// signed telemetry (connect rate, publish rate, acks, errors).
+    Fleet(cmd::fleet::Args),
 }
 
 /// The outcome of a subcommand that ran to completion.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Audit(args) => cmd::audit::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Fleet(args) => cmd::fleet::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod broker;
 pub mod device;
 pub mod device_agent;
+pub mod fleet;
 pub mod foreground;
 pub mod fw;
 pub mod msg;
