@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use super::float;
-use super::parse::{INT_MAX_DIGITS, next_special};
+use super::parse::{INT_MAX_DIGITS, next_special, special_mask};
 
 /// One member, as spans of the source.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +106,29 @@ fn prefix(src: &[u8], at: usize, len: usize) -> u64 {
     }
 }
 
+/// The key whose opening quote is at `pos`: the index of its closing quote and its prefix
+/// (see `FlatMember::prefix`), or `None` when a byte other than a quote ends its plain run.
+/// Keys of up to 7 bytes end inside the first eight bytes: one load gives both answers.
+#[inline]
+fn key_at(src: &[u8], pos: usize) -> Option<(usize, u64)> {
+    let a = pos + 1;
+    let Some(chunk) = src.get(a..a + 8) else {
+        let end = next_special(src, a);
+        return (src.get(end) == Some(&b'"')).then(|| (end, prefix(src, a, end - a)));
+    };
+    let mut w = [0u8; 8];
+    w.copy_from_slice(chunk);
+    let x = u64::from_le_bytes(w);
+    let first8 = x.swap_bytes(); // big-endian: the first byte is the most significant
+    let mask = special_mask(x);
+    if mask != 0 {
+        let n = (mask.trailing_zeros() / 8) as usize; // < 8
+        return (chunk[n] == b'"').then(|| (a + n, first8 & !(u64::MAX >> (8 * n))));
+    }
+    let end = next_special(src, a + 8);
+    (src.get(end) == Some(&b'"')).then_some((end, first8))
+}
+
 /// The index of the first byte at or after `i` that is not an ASCII digit (or `src.len()`),
 /// eight bytes at a time. A byte is a digit when its high nibble is 3 both as is and plus 6;
 /// the `+ 6` carries out of a byte only from a non-digit, and only upwards, so the lowest
@@ -153,13 +176,15 @@ fn number(src: &[u8], start: usize) -> Option<(usize, bool)> {
                 // a trailing zero in the fraction other than `.0` is never repr (and
                 // `is_repr_slow` is dear)
                 || ((fraction == b"0" || fraction.last() != Some(&b'0'))
-                    && float::is_repr_slow(int, fraction));
+                    && float::is_repr_slow(&src[int_start..end], int_end - int_start));
             repr.then_some((end, false))
         }
         Some(b'e' | b'E') => None,
         _ => {
             // `-0` prints as `0`; over-long integers are Python errors: both general.
-            let ok = int_end - int_start <= INT_MAX_DIGITS && &src[start..int_end] != b"-0";
+            let minus_zero =
+                int_start > start && int_end == int_start + 1 && src[int_start] == b'0';
+            let ok = int_end - int_start <= INT_MAX_DIGITS && !minus_zero;
             ok.then_some((int_end, true))
         }
     }
@@ -193,10 +218,9 @@ pub(crate) fn parse(src: &[u8], bufs: &mut FlatBufs) -> bool {
             return false;
         }
         let start = pos;
-        let kend = next_special(src, pos + 1);
-        if src.get(kend) != Some(&b'"') {
+        let Some((kend, key_prefix)) = key_at(src, pos) else {
             return false;
-        }
+        };
         let klen = kend - pos - 1;
         pos = kend + 1;
         if src.get(pos..pos + 2) != Some(b": ") {
@@ -227,7 +251,7 @@ pub(crate) fn parse(src: &[u8], bufs: &mut FlatBufs) -> bool {
             _ => return false,
         }
         members.push(FlatMember {
-            prefix: prefix(src, start + 1, klen),
+            prefix: key_prefix,
             // Offsets fit: the length was checked against u32 above.
             start: start as u32,
             klen: klen as u32,
@@ -319,6 +343,24 @@ fn sort(src: &[u8], bufs: &mut FlatBufs) -> bool {
     true
 }
 
+/// Bytes copied at once for a short span (see `copy_short`).
+const BLOCK: usize = 32;
+
+/// Appends `src[a..a + len]`. A span of up to `BLOCK` bytes with `BLOCK` source bytes behind
+/// its start is copied as one fixed-size block and the excess cut off again: two vector moves
+/// instead of a `memcpy` call sized at run time.
+#[inline]
+fn copy_short(out: &mut Vec<u8>, src: &[u8], a: usize, len: usize) {
+    match src.get(a..a + BLOCK) {
+        Some(block) if len <= BLOCK => {
+            let at = out.len();
+            out.extend_from_slice(block);
+            out.truncate(at + len);
+        }
+        _ => out.extend_from_slice(&src[a..a + len]),
+    }
+}
+
 /// A recognised flat object (see the module doc).
 #[derive(Debug)]
 pub(crate) struct FlatDoc<'c, 'i> {
@@ -355,20 +397,28 @@ impl FlatDoc<'_, '_> {
     /// `json.dumps(d, sort_keys=True)` without the member at input index `skip` (`u32::MAX`:
     /// none), appended to `out`.
     pub(crate) fn write_canonical_without(&self, skip: u32, out: &mut Vec<u8>) {
-        out.reserve(self.src.len() + 2);
+        let src = self.src;
+        let start = out.len();
+        out.reserve(src.len() + BLOCK);
         out.push(b'{');
-        let mut first = true;
+        // Each member followed by `, `: in the source, every member but the last already is.
+        let last = self.members.len() - 1; // a flat object has members
         for &k in self.order {
             let i = index(k);
             if i == skip as usize {
                 continue;
             }
-            if !first {
-                out.extend_from_slice(b", ");
-            }
-            first = false;
             let m = &self.members[i];
-            out.extend_from_slice(&self.src[m.start as usize..m.end as usize]);
+            let (a, len) = (m.start as usize, (m.end - m.start) as usize);
+            if i == last {
+                copy_short(out, src, a, len);
+                out.extend_from_slice(b", ");
+            } else {
+                copy_short(out, src, a, len + 2);
+            }
+        }
+        if out.len() > start + 1 {
+            out.truncate(out.len() - 2); // the last `, `
         }
         out.push(b'}');
     }

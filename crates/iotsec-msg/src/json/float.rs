@@ -126,29 +126,35 @@ pub(crate) fn is_repr_parts(int: &[u8], frac: &[u8]) -> bool {
     }
 }
 
-/// Whether `int.frac` (a JSON float's digits in fixed notation, sign left out, that
-/// `is_repr_parts` turned down, such as the 17 significant digits of a full-precision value)
-/// is nevertheless Python's repr of its value: exactly what `slow` writes for it, decided the
-/// same way (correctly rounded value, ryu's shortest digits, no possible tie, the
-/// fixed-notation range) and compared with the text.
-pub(crate) fn is_repr_slow(int: &[u8], frac: &[u8]) -> bool {
+/// Whether `body` (a JSON float in fixed notation without its sign, `int.frac` with the point
+/// at `dot`, that `is_repr_parts` turned down, such as the 17 significant digits of a
+/// full-precision value) is nevertheless Python's repr of its value: exactly what `slow`
+/// writes for it, decided the same way (correctly rounded value, ryu's shortest digits, no
+/// possible tie, the fixed-notation range) and compared with the text.
+pub(crate) fn is_repr_slow(body: &[u8], dot: usize) -> bool {
+    let (Some(int), Some(frac)) = (body.get(..dot), body.get(dot + 1..)) else {
+        return false;
+    };
     // JSON's integer part has no leading zeros; a fraction's leading zeros after `0.` are
     // not significant (four or more put the value below 1e-4: never fixed notation).
-    let (digits, sig) = if int == b"0" {
+    let sig = if int == b"0" {
         let zeros = frac.iter().take_while(|&&c| c == b'0').count();
         if zeros >= 4 {
             return false;
         }
-        (&[][..], frac.len() - zeros)
+        frac.len() - zeros
     } else {
-        (int, int.len() + frac.len())
+        int.len() + frac.len()
     };
     // A repr has at most 17 significant digits; then the digits fit a u64 (below 10^17).
     if sig > 17 {
         return false;
     }
     let mut w = 0u64;
-    for &c in digits.iter().chain(frac) {
+    for &c in int {
+        w = w * 10 + u64::from(c - b'0');
+    }
+    for &c in frac {
         w = w * 10 + u64::from(c - b'0');
     }
     let Some(value) = fixed_to_f64(w, frac.len()) else {
@@ -157,13 +163,9 @@ pub(crate) fn is_repr_slow(int: &[u8], frac: &[u8]) -> bool {
     if !(1e-4..1e16).contains(&value) || tie_possible(value) {
         return false;
     }
+    // ryu writes `int.frac` in this range (see `slow`)
     let mut ryu_buf = ryu::Buffer::new();
-    let shortest = ryu_buf.format_finite(value).as_bytes();
-    // ryu writes `int.frac` in this range (see `slow`): compare the two parts
-    shortest.len() == int.len() + 1 + frac.len()
-        && shortest.get(..int.len()) == Some(int)
-        && shortest.get(int.len() + 1..) == Some(frac)
-        && shortest.get(int.len()) == Some(&b'.')
+    ryu_buf.format_finite(value).as_bytes() == body
 }
 
 /// `w / 10^k` correctly rounded (ties to even), for `w < 10^17`; `None` when `k > 21` (then
@@ -465,7 +467,7 @@ mod tests {
             let mut out = Vec::new();
             write_float_not_repr(text.as_bytes(), &mut out);
             let (int, frac) = (&text.as_bytes()[..dot], &text.as_bytes()[dot + 1..]);
-            if is_repr_slow(int, frac) {
+            if is_repr_slow(text.as_bytes(), dot) {
                 assert_eq!(out, text.as_bytes(), "{text}");
                 taken += 1;
             } else if out == text.as_bytes() && !is_repr_parts(int, frac) {

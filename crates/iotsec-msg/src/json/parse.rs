@@ -427,19 +427,25 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// character or 0x7F and above (or `src.len()`), eight bytes at a time (SWAR). In each test
 /// below, borrows and carries only propagate upwards from a byte that really matches, so the
 /// lowest flagged byte is always a real one.
+/// The high bit of each byte of `x` (eight bytes, little-endian) that is a quote, a backslash,
+/// a control character or 0x7F and above; exact for the lowest such byte (see `next_special`).
+#[inline]
+pub(crate) fn special_mask(x: u64) -> u64 {
+    let control = x.wrapping_sub(ONES * 0x20) & !x;
+    let q = x ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = x ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    let high = x | x.wrapping_add(ONES);
+    (control | quote | backslash | high) & HIGH
+}
+
 #[inline]
 pub(crate) fn next_special(src: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = src.get(i..i + 8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(w);
-        let control = x.wrapping_sub(ONES * 0x20) & !x;
-        let q = x ^ (ONES * u64::from(b'"'));
-        let quote = q.wrapping_sub(ONES) & !q;
-        let b = x ^ (ONES * u64::from(b'\\'));
-        let backslash = b.wrapping_sub(ONES) & !b;
-        let high = x | x.wrapping_add(ONES);
-        let mask = (control | quote | backslash | high) & HIGH;
+        let mask = special_mask(u64::from_le_bytes(w));
         if mask != 0 {
             return i + (mask.trailing_zeros() / 8) as usize;
         }
