@@ -71,8 +71,16 @@ fn default_sigpipe() {
 }
 
 fn main() -> ExitCode {
-    default_sigpipe();
     let cli = Cli::parse();
+    // Servers and agents keep Rust's SIG_IGN: a peer that goes away during a (vectored) socket
+    // write must be an EPIPE for that connection, not a SIGPIPE that kills the whole process
+    // (a device dropping a firmware download, a browser closing an event stream).
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Up(_) | Command::Device(_)
+    ) {
+        default_sigpipe();
+    }
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .is_err()

@@ -42,7 +42,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// List registered devices: status, last seen, firmware, accepted / rejected counts.
+    /// List registered devices: status, last seen, firmware, accepted / rejected counts and
+    /// (with an [ota] section) the latest firmware update report.
     List {
         /// Server configuration.
         #[arg(long, default_value = "server.toml")]
@@ -63,6 +64,23 @@ enum Command {
         #[arg(long, default_value = "server.toml")]
         config: PathBuf,
     },
+}
+
+/// `downloading 40% 2.0.0`, `rolled_back 2.0.0 (deadline_passed)`, ...
+fn ota_text(o: &iotsec_server::store::DeviceOta) -> String {
+    let mut text = o.state.clone();
+    if let Some(p) = o.progress.filter(|_| o.state == "downloading") {
+        text.push_str(&format!(" {p}%"));
+    }
+    if let Some(v) = &o.version {
+        text.push(' ');
+        text.push_str(v);
+    }
+    if let Some(r) = &o.reason {
+        let r: String = r.chars().take(60).collect();
+        text.push_str(&format!(" ({r})"));
+    }
+    text
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -121,11 +139,27 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             let config = ServerConfig::load(&config)?;
             let mut store = config.open_storage()?;
             let devices = store.devices()?;
+            // OTA reports are kept only where firmware distribution is configured.
+            let ota: std::collections::BTreeMap<String, iotsec_server::store::DeviceOta> =
+                if config.ota.is_some() {
+                    store
+                        .device_ota()?
+                        .into_iter()
+                        .map(|o| (o.device.clone(), o))
+                        .collect()
+                } else {
+                    Default::default()
+                };
             if json {
-                println!("{}", serde_json::to_string_pretty(&devices)?);
+                let mut list = serde_json::to_value(&devices)?;
+                for d in list.as_array_mut().into_iter().flatten() {
+                    let report = d["id"].as_str().and_then(|id| ota.get(id));
+                    d["ota"] = serde_json::to_value(report)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 println!(
-                    "{:<24} {:<8} {:<24} {:<10} {:>9} {:>9}",
+                    "{:<24} {:<8} {:<24} {:<10} {:>9} {:>9}  OTA",
                     "ID", "STATUS", "LAST SEEN (UTC)", "FIRMWARE", "ACCEPTED", "REJECTED"
                 );
                 for d in devices {
@@ -148,13 +182,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                         })
                         .unwrap_or_else(|| "never".into());
                     println!(
-                        "{:<24} {:<8} {:<24} {:<10} {:>9} {:>9}",
+                        "{:<24} {:<8} {:<24} {:<10} {:>9} {:>9}  {}",
                         d.id,
                         d.status,
                         seen,
                         d.firmware.as_deref().unwrap_or("-"),
                         d.accepted,
-                        d.rejected
+                        d.rejected,
+                        ota.get(&d.id).map_or_else(|| "-".to_string(), ota_text)
                     );
                 }
             }

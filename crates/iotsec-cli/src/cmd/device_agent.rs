@@ -94,6 +94,7 @@ pub fn run_agent(args: RunArgs) -> anyhow::Result<Outcome> {
         retransmissions = summary.retransmissions,
         invalid_lines = summary.invalid,
         connections = summary.connections,
+        update_installed = summary.update_installed,
         "device agent stopped"
     );
     Ok(Outcome::Ok)

@@ -1,5 +1,6 @@
-//! `iotsec fw`: firmware signing keys, signing, verification, key-set updates, and A/B slot
-//! updates in a state directory (install, boot, confirm, roll back, supervise).
+//! `iotsec fw`: firmware signing keys, signing, verification, key-set updates, A/B slot
+//! updates in a state directory (install, boot, confirm, roll back, supervise), and
+//! distribution through the server (publish, releases, rollout; see `distribution`).
 //!
 //! Exit codes: 0 ok; 1 rejected (bad signature, downgrade, ...), nothing to confirm or boot,
 //! or the supervised program failed; 2 usage or runtime error.
@@ -25,6 +26,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::Outcome;
+
+mod distribution;
 
 /// Arguments of `iotsec fw`.
 #[derive(Debug, clap::Args)]
@@ -190,6 +193,30 @@ enum Command {
     /// Trusted key sets: sign, inspect, apply updates (add / revoke keys).
     #[command(subcommand)]
     Keyset(KeysetCommand),
+    /// Publish a bundle as a release on the server: verified against [ota] trust and
+    /// hardware, stored in the releases directory, indexed.
+    Publish {
+        /// The bundle (iotsec fw sign without --detached).
+        file: PathBuf,
+        /// Server configuration.
+        #[arg(long, default_value = "server.toml")]
+        config: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the published releases.
+    Releases {
+        /// Server configuration.
+        #[arg(long, default_value = "server.toml")]
+        config: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Staged rollouts of published releases (start, status).
+    #[command(subcommand)]
+    Rollout(distribution::RolloutCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -303,6 +330,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             args,
         } => supervise(&slots, &trust, confirm_timeout, kill_grace, args),
         Command::Keyset(cmd) => keyset(cmd),
+        Command::Publish { file, config, json } => distribution::publish(&file, &config, json),
+        Command::Releases { config, json } => distribution::releases(&config, json),
+        Command::Rollout(cmd) => distribution::rollout(cmd),
     }
 }
 

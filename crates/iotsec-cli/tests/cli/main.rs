@@ -6,6 +6,7 @@ mod broker;
 mod browser;
 mod https;
 mod msg;
+mod ota;
 mod pki;
 mod scale;
 mod stack;
