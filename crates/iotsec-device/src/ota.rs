@@ -1128,6 +1128,254 @@ async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iotsec_ota::{Algorithm, Manifest, SecretKey, Version};
+    use iotsec_testkit::{TestDir, TestPki};
+    use rustls::pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    const HW: &str = "acme-gw";
+
+    fn signed(key: &SecretKey, version: &str, image: &[u8]) -> SignedManifest {
+        let m = Manifest {
+            version: Version::parse(version).unwrap(),
+            security_counter: 1,
+            hardware_id: HardwareId::new(HW).unwrap(),
+            image_size: image.len() as u64,
+            image_sha256: iotsec_ota::sha256(image),
+            created_s: 1_700_000_000,
+            expires_s: None,
+        };
+        SignedManifest::sign(&m, key).unwrap()
+    }
+
+    /// How the test server answers.
+    #[derive(Clone, Copy)]
+    enum Serve {
+        /// Drops the connection after this many body bytes of the first response.
+        CutFirstAfter(usize),
+        /// Ignores Range and answers 200 with the whole file.
+        IgnoreRange,
+    }
+
+    /// A one-file HTTPS server (the PKI's localhost certificate); returns its port and the
+    /// Range headers it received.
+    async fn server(
+        pki: &TestPki,
+        file: Vec<u8>,
+        mode: Serve,
+    ) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        let chain: Vec<_> =
+            rustls::pki_types::CertificateDer::pem_file_iter(pki.dir.join("server.crt"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_file(pki.dir.join("server.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(iotsec_tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tls.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let range = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("range: ")
+                            .or_else(|| l.strip_prefix("Range: "))
+                    })
+                    .unwrap_or_default()
+                    .to_string();
+                log.lock().unwrap().push(range.clone());
+                let total = file.len();
+                let (from, to) = range
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.split_once('-'))
+                    .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+                    .unwrap();
+                let body = match mode {
+                    Serve::IgnoreRange => {
+                        let _ = tls
+                            .write_all(
+                                format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n")
+                                    .as_bytes(),
+                            )
+                            .await;
+                        file.clone()
+                    }
+                    _ => {
+                        let _ = tls.write_all(format!(
+                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{to}/{total}\r\nContent-Length: {}\r\n\r\n",
+                            to - from + 1
+                        ).as_bytes()).await;
+                        file[from..=to].to_vec()
+                    }
+                };
+                let body = match mode {
+                    Serve::CutFirstAfter(n) if first => body[..n].to_vec(),
+                    _ => body,
+                };
+                first = false;
+                let _ = tls.write_all(&body).await;
+                let _ = tls.flush().await;
+                // Dropped without close_notify: a cut connection.
+            }
+        });
+        (port, seen)
+    }
+
+    struct Rig {
+        _dir: TestDir,
+        settings: Arc<OtaSettings>,
+        tls: Arc<rustls::ClientConfig>,
+        journal: PathBuf,
+        job: Job,
+        bundle: Vec<u8>,
+    }
+
+    /// Slots with 1.0.0 confirmed, and a 3 MiB 2.0.0 to download.
+    fn rig(pki_dir: TestDir, pki: &TestPki) -> Rig {
+        let key = SecretKey::from_seed(Algorithm::Ed25519, &[3; 32]).unwrap();
+        let keys = KeySet::factory([key.public_key()]).unwrap();
+        let slots = pki_dir.join("slots");
+        let store = DirStore::open(&slots).unwrap();
+        store.store_keyset(&keys).unwrap();
+        store
+            .store_hardware_id(&HardwareId::new(HW).unwrap())
+            .unwrap();
+        let mut engine =
+            Engine::open(store, EngineConfig::new(HardwareId::new(HW).unwrap())).unwrap();
+        let v1 = b"factory firmware".to_vec();
+        let s1 = signed(&key, "1.0.0", &v1);
+        let mut d = engine
+            .begin_download(s1.as_bytes(), &keys, now_ms())
+            .unwrap();
+        d.write(&v1).unwrap();
+        d.finish().unwrap();
+        engine.boot(&keys, now_ms()).unwrap();
+        engine.confirm(now_ms()).unwrap();
+        drop(engine);
+        let image: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let s2 = signed(&key, "2.0.0", &image);
+        let mut bundle = s2.as_bytes().to_vec();
+        bundle.extend_from_slice(&image);
+        let (cert, dkey) = pki.client("dev-1");
+        let identity = Identity::from_pem_files(cert, dkey).unwrap();
+        let policy = TrustPolicy::Ca(CaTrust::from_pem_file(pki.ca_cert()).unwrap());
+        let tls = ClientTls::new(&policy, Some(&identity)).unwrap().config();
+        let settings = OtaSettings {
+            slots,
+            trust: Vec::new(),
+            server: ServerUrl::parse("https://localhost:1").unwrap(),
+            server_trust: policy,
+            hardware_id: Some(HardwareId::new(HW).unwrap()),
+            max_bytes_per_sec: None,
+        };
+        let job = Job {
+            release: "r2".into(),
+            url: String::new(),
+            manifest: s2.as_bytes().to_vec(),
+            version: "2.0.0".into(),
+            size: image.len() as u64,
+            resume_from: None,
+        };
+        let journal = pki_dir.join(JOURNAL);
+        Rig {
+            _dir: pki_dir,
+            settings: Arc::new(settings),
+            tls,
+            journal,
+            job,
+            bundle,
+        }
+    }
+
+    fn aimed(rig: &Rig, port: u16) -> (Arc<OtaSettings>, Job) {
+        let mut settings = (*rig.settings).clone();
+        settings.server = ServerUrl::parse(&format!("https://localhost:{port}")).unwrap();
+        let mut job = rig.job.clone();
+        job.url = format!("https://localhost:{port}/firmware/r2");
+        (Arc::new(settings), job)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_cut_mid_download_continues_at_the_offset_and_installs() {
+        let dir = TestDir::new();
+        let pki = TestPki::new(&dir, iotsec_pki::KeyAlgorithm::P256, &["dev-1"]);
+        let rig = rig(dir, &pki);
+        let cut = 1_234_567;
+        let (port, seen) = server(&pki, rig.bundle.clone(), Serve::CutFirstAfter(cut)).await;
+        let (settings, job) = aimed(&rig, port);
+        let header = job.manifest.len();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let result = download(
+            job,
+            Arc::clone(&settings),
+            Arc::clone(&rig.tls),
+            rig.journal.clone(),
+            tx,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let end = rig.bundle.len() - 1;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                format!("bytes={header}-{end}"),
+                format!("bytes={}-{end}", header + cut)
+            ],
+            "the second request starts exactly where the first was cut"
+        );
+        let (engine, _) = open_engine(&settings).unwrap();
+        assert!(matches!(engine.state(), UpdateState::TrialPending { .. }));
+        let mut states = Vec::new();
+        while let Ok(FromOta::Report { body, .. }) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            states.push(v["state"].as_str().unwrap().to_string());
+        }
+        assert_eq!(states.first().map(String::as_str), Some("downloading"));
+        assert_eq!(states.last().map(String::as_str), Some("verifying"));
+        assert_eq!(Journal::load(&rig.journal).unwrap().offset, rig.job.size);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_ignoring_the_range_is_refused_and_the_slot_stays_resumable() {
+        let dir = TestDir::new();
+        let pki = TestPki::new(&dir, iotsec_pki::KeyAlgorithm::P256, &["dev-1"]);
+        let rig = rig(dir, &pki);
+        let (port, _) = server(&pki, rig.bundle.clone(), Serve::IgnoreRange).await;
+        let (settings, job) = aimed(&rig, port);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let err = download(
+            job,
+            Arc::clone(&settings),
+            Arc::clone(&rig.tls),
+            rig.journal.clone(),
+            tx,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("ignored the Range"), "{err}");
+        let (engine, _) = open_engine(&settings).unwrap();
+        assert!(matches!(engine.state(), UpdateState::Downloading { .. }));
+        assert_eq!(engine.installed().unwrap().version.to_string(), "1.0.0");
+    }
 
     #[test]
     fn server_urls() {
