@@ -16,7 +16,10 @@
 use alloc::vec::Vec;
 
 use crate::error::Error;
-use crate::json::{Codec, Limits, MemberId, Message, Scalar};
+use crate::json::{Codec, Limits, MemberId, Message, Name, Scalar};
+
+/// The signature member.
+pub(crate) const SIG: Name = Name::new(b"sig");
 use crate::key::MsgKey;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -32,7 +35,7 @@ pub(crate) struct Prepared {
 /// Object, `sig` present and well-formed; leaves the canonical bytes of the object without
 /// `sig` in `canon`.
 pub(crate) fn prepare(msg: &mut Message<'_, '_>, canon: &mut Vec<u8>) -> Result<Prepared, Error> {
-    let (sig_member, value) = msg.find(b"sig").ok_or(Error::MissingSig)?;
+    let (sig_member, value) = msg.find(SIG).ok_or(Error::MissingSig)?;
     let Scalar::Str(sig_text) = value else {
         return Err(Error::BadSigEncoding);
     };
@@ -71,10 +74,12 @@ fn decode_sig(text: &[u8]) -> Option<[u8; 32]> {
 
 /// Lowercase hex of a tag, as `hexdigest()`.
 pub(crate) fn push_hex(out: &mut Vec<u8>, tag: &[u8; 32]) {
-    for b in tag {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 15)]);
+    let mut hex = [0u8; 64];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(tag) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
+    out.extend_from_slice(&hex);
 }
 
 /// Signs `payload` (a JSON object without `sig`) and appends the signed message to `out`.
@@ -86,7 +91,7 @@ pub(crate) fn sign_into(
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let mut msg = codec.parse_message(payload)?;
-    if msg.find(b"sig").is_some() {
+    if msg.find(SIG).is_some() {
         return Err(Error::SigPresent);
     }
     msg.write_canonical_without(MemberId::NONE, canon);

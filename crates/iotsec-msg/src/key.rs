@@ -167,7 +167,9 @@ impl Kid {
         {
             return None;
         }
-        let version: u32 = core::str::from_utf8(ver).ok()?.parse().ok()?;
+        let version = ver.iter().try_fold(0u32, |v, &c| {
+            v.checked_mul(10)?.checked_add(u32::from(c - b'0')) // digits: checked above
+        })?;
         let device = DeviceId(String::from(core::str::from_utf8(dev).ok()?));
         Some(Kid { device, version })
     }

@@ -23,7 +23,13 @@ use core::ops::RangeInclusive;
 
 use crate::envelope::{self, Signer};
 use crate::error::{Error, Field};
-use crate::json::{Codec, Limits, MemberId, Scalar};
+use crate::json::{Codec, Limits, MemberId, Name, Scalar};
+
+/// The envelope's members.
+const V: Name = Name::new(b"v");
+const KID: Name = Name::new(b"kid");
+const TS: Name = Name::new(b"ts");
+const SEQ: Name = Name::new(b"seq");
 use crate::key::{KeyMaterial, Kid, MsgKey, derive_device_key};
 use crate::replay::ReplayWindow;
 
@@ -193,7 +199,7 @@ impl V2Verifier {
     ) -> Result<Accepted, Error> {
         let mut parsed = self.codec.parse_message(msg)?;
         let prepared = envelope::prepare(&mut parsed, &mut self.canon)?;
-        let is_v2 = matches!(parsed.find(b"v"), Some((_, Scalar::Int(b"2"))));
+        let is_v2 = matches!(parsed.find(V), Some((_, Scalar::Int(b"2"))));
         if !is_v2 {
             if state.downgrade == Downgrade::Refuse {
                 return Err(Error::Downgrade);
@@ -206,7 +212,7 @@ impl V2Verifier {
             return Ok(Accepted::V1);
         }
         parsed.check_strict()?;
-        let kid = match parsed.find(b"kid") {
+        let kid = match parsed.find(KID) {
             Some((_, Scalar::Str(s))) => Kid::parse(s),
             _ => None,
         }
@@ -218,20 +224,20 @@ impl V2Verifier {
         if kid.device.as_str() != sender {
             return Err(Error::WrongSender);
         }
-        let int_field = |name: &[u8], field: Field| match parsed.find(name) {
-            Some((_, Scalar::Int(t))) => {
-                core::str::from_utf8(t).map_err(|_| Error::BadEnvelope { field })
-            }
-            _ => Err(Error::BadEnvelope { field }),
+        let int_field = |name: Name| match parsed.find(name) {
+            Some((_, Scalar::Int(t))) => Some(t),
+            _ => None,
         };
-        let ts: i64 = int_field(b"ts", Field::Ts)?
-            .parse()
-            .ok()
-            .filter(|t| *t >= 0)
+        // `ts`: a non-negative i64 (`-0` is 0, as Python's int reads it); `seq`: a u64.
+        let ts = int_field(TS)
+            .and_then(|t| match t.strip_prefix(b"-") {
+                Some(digits) => (decimal(digits) == Some(0)).then_some(0),
+                None => decimal(t).and_then(|v| i64::try_from(v).ok()),
+            })
             .ok_or(Error::BadEnvelope { field: Field::Ts })?;
-        let seq: u64 = int_field(b"seq", Field::Seq)?
-            .parse()
-            .map_err(|_| Error::BadEnvelope { field: Field::Seq })?;
+        let seq = int_field(SEQ)
+            .and_then(decimal)
+            .ok_or(Error::BadEnvelope { field: Field::Seq })?;
         let skew = i128::from(ts) - i128::from(now_ms);
         if skew.unsigned_abs() > u128::from(self.policy.max_skew_ms) {
             let skew_ms = i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX });
@@ -267,14 +273,14 @@ impl Signer {
 
     fn v2_body(&mut self, payload: &[u8], env: &Envelope, body: &mut Vec<u8>) -> Result<(), Error> {
         let mut msg = self.codec.parse_message(payload)?;
-        if msg.find(b"sig").is_some() {
+        if msg.find(envelope::SIG).is_some() {
             return Err(Error::SigPresent);
         }
         for (name, field) in [
-            (&b"v"[..], Field::V),
-            (b"kid", Field::Kid),
-            (b"ts", Field::Ts),
-            (b"seq", Field::Seq),
+            (V, Field::V),
+            (KID, Field::Kid),
+            (TS, Field::Ts),
+            (SEQ, Field::Seq),
         ] {
             if msg.find(name).is_some() {
                 return Err(Error::EnvelopeFieldPresent { field });
@@ -301,6 +307,20 @@ impl Signer {
         body.push(b'}');
         Ok(())
     }
+}
+
+/// The value of a string of ASCII digits, if it is one and fits a u64.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |v, &c| {
+        if c.is_ascii_digit() {
+            v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// Appends `-`(if `neg`) and the decimal digits of `v`.

@@ -372,9 +372,10 @@ pub(crate) struct FlatDoc<'c, 'i> {
 
 impl FlatDoc<'_, '_> {
     /// The index (in input order) and value of the member `name`.
-    pub(crate) fn find(&self, name: &[u8]) -> Option<(u32, Scalar<'_>)> {
+    /// `p` is the name's prefix (see `FlatMember::prefix`).
+    #[inline]
+    pub(crate) fn find(&self, name: &[u8], p: u64) -> Option<(u32, Scalar<'_>)> {
         let src = self.src;
-        let p = prefix(name, 0, name.len());
         // From the end: `sig` usually comes last.
         let i = self.members.iter().rposition(|m| {
             m.prefix == p

@@ -187,6 +187,27 @@ pub(crate) enum Message<'c, 'i> {
     },
 }
 
+/// A member name to look up, with its 8-byte sort prefix worked out at compile time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Name {
+    bytes: &'static [u8],
+    prefix: u64,
+}
+
+impl Name {
+    /// The name `bytes` (as the key's decoded bytes).
+    pub(crate) const fn new(bytes: &'static [u8]) -> Name {
+        let mut prefix = 0u64;
+        let mut i = 0;
+        while i < 8 {
+            let b = if i < bytes.len() { bytes[i] } else { 0 };
+            prefix = (prefix << 8) | b as u64;
+            i += 1;
+        }
+        Name { bytes, prefix }
+    }
+}
+
 /// Names one top-level member of a [`Message`] (to leave it out when writing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemberId(u32);
@@ -198,11 +219,13 @@ impl MemberId {
 
 impl Message<'_, '_> {
     /// The top-level member `name` (the last occurrence's value, as `json.loads` keeps).
-    pub(crate) fn find(&self, name: &[u8]) -> Option<(MemberId, Scalar<'_>)> {
+    pub(crate) fn find(&self, name: Name) -> Option<(MemberId, Scalar<'_>)> {
         match self {
-            Message::Flat(f) => f.find(name).map(|(i, v)| (MemberId(i), v)),
+            Message::Flat(f) => f
+                .find(name.bytes, name.prefix)
+                .map(|(i, v)| (MemberId(i), v)),
             Message::Tree { doc, members } => {
-                let m = doc.find_member(members, name)?;
+                let m = doc.find_member(members, name.bytes)?;
                 let n = doc.node(m.val);
                 let value = if let Some(s) = doc.str_bytes(n) {
                     Scalar::Str(s)

@@ -232,7 +232,8 @@ fn flat_path_agrees_with_the_general_path() {
             let mut flat_py = Vec::new();
             let mut m = Codec::default();
             let mut fm = m.parse_message(src).unwrap();
-            let (id, _) = fm.find(&key).unwrap();
+            let name: &'static [u8] = alloc::boxed::Box::leak(key.clone().into_boxed_slice());
+            let (id, _) = fm.find(Name::new(name)).unwrap();
             fm.write_canonical_without(id, &mut flat_canon);
             fm.write_python_without(id, &flat_canon, &mut flat_py);
             let mut g = Codec::default();

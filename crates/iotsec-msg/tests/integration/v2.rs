@@ -201,3 +201,77 @@ fn v2_is_strict_and_typed() {
     );
     assert_eq!(st, DeviceState::v2_only());
 }
+
+/// The envelope's integers as JSON spells them: `ts` a non-negative i64 (`-0` reads as 0, as
+/// Python's int), `seq` any u64, nothing beyond; the kid's version a u32.
+#[test]
+fn envelope_integers_at_their_limits() {
+    // Signed by hand, so the spelling (`-0`) stays as written: the signature covers the
+    // canonical bytes, the message keeps the text.
+    let check = |fields: &str, now: i64| {
+        let payload = format!(r#"{{"temp": 1, {fields}}}"#);
+        let mut canon = Vec::new();
+        iotsec_msg::Codec::default()
+            .parse(payload.as_bytes())
+            .unwrap()
+            .write_canonical(&mut canon);
+        let key = derive_device_key(&master(), &kid("dev1", 1));
+        let tag = MsgKey::new(key.expose()).unwrap().tag(&canon);
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let msg = format!(r#"{}, "sig": "{hex}"}}"#, &payload[..payload.len() - 1]);
+        let msg = msg.into_bytes();
+        let mut v = V2Verifier::new(Policy::default());
+        let mut st = DeviceState::v2_only();
+        v.verify(&msg, "dev1", now, &mut keyring(), &mut st, &mut Vec::new())
+            .map(|a| match a {
+                Accepted::V2(env) => (env.ts, env.seq),
+                Accepted::V1 => panic!("v1"),
+            })
+    };
+    let kid = r#""v": 2, "kid": "dev1:1""#;
+    assert_eq!(
+        check(&format!(r#"{kid}, "ts": -0, "seq": 0"#), 0),
+        Ok((0, 0))
+    );
+    assert_eq!(
+        check(
+            &format!(r#"{kid}, "ts": 5, "seq": 18446744073709551615"#),
+            5
+        ),
+        Ok((5, u64::MAX))
+    );
+    assert_eq!(
+        check(
+            &format!(r#"{kid}, "ts": 9223372036854775807, "seq": 1"#),
+            i64::MAX
+        ),
+        Ok((i64::MAX, 1))
+    );
+    let bad_ts = Err(Error::BadEnvelope { field: Field::Ts });
+    let bad_seq = Err(Error::BadEnvelope { field: Field::Seq });
+    assert_eq!(check(&format!(r#"{kid}, "ts": -1, "seq": 1"#), 0), bad_ts);
+    assert_eq!(
+        check(&format!(r#"{kid}, "ts": 9223372036854775808, "seq": 1"#), 0),
+        bad_ts
+    );
+    assert_eq!(check(&format!(r#"{kid}, "ts": 1.0, "seq": 1"#), 0), bad_ts);
+    assert_eq!(check(&format!(r#"{kid}, "ts": "1", "seq": 1"#), 0), bad_ts);
+    assert_eq!(check(&format!(r#"{kid}, "ts": 1, "seq": -0"#), 1), bad_seq);
+    assert_eq!(check(&format!(r#"{kid}, "ts": 1, "seq": -1"#), 1), bad_seq);
+    assert_eq!(
+        check(
+            &format!(r#"{kid}, "ts": 1, "seq": 18446744073709551616"#),
+            1
+        ),
+        bad_seq
+    );
+    // the kid's version: a u32 in canonical decimal
+    let bad_kid = Err(Error::BadEnvelope { field: Field::Kid });
+    for kid in ["dev1:4294967296", "dev1:01", "dev1:", "dev1:-1"] {
+        assert_eq!(
+            check(&format!(r#""v": 2, "kid": "{kid}", "ts": 1, "seq": 1"#), 1),
+            bad_kid,
+            "{kid}"
+        );
+    }
+}
