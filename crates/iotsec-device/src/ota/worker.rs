@@ -174,6 +174,8 @@ enum Admission {
     Start(Job),
     /// The device already runs this version.
     Current(String),
+    /// This very release is installed and on trial (a repeated notice): its outcome follows.
+    OnTrial(String),
 }
 
 /// The checks before anything is downloaded: the engine's admission (signature by a trusted
@@ -187,8 +189,13 @@ fn admit(
     let (engine, keys) = open_engine(settings).map_err(|e| e.to_string())?;
     let signed = SignedManifest::parse(&notice.manifest).map_err(|e| e.to_string())?;
     match engine.state() {
-        UpdateState::TrialPending { .. } | UpdateState::BootedInTrial { .. } => {
-            return Err("another update is on trial".into());
+        UpdateState::TrialPending { slot } | UpdateState::BootedInTrial { slot, .. } => {
+            return match engine.slot_manifest(slot) {
+                Some(trial) if trial.digest() == signed.digest() => {
+                    Ok(Admission::OnTrial(trial.manifest().version.to_string()))
+                }
+                _ => Err("another update is on trial".into()),
+            };
         }
         _ => {}
     }
@@ -441,6 +448,17 @@ impl Worker {
                     false,
                 );
             }
+            Some(Ok(Admission::OnTrial(version))) => {
+                self.send(
+                    &Report {
+                        state: "trial",
+                        release: Some(notice.release),
+                        version: Some(version),
+                        ..Report::default()
+                    },
+                    false,
+                );
+            }
             Some(Err(reason)) => {
                 tracing::warn!(release = %notice.release, %reason, "update refused before download");
                 self.send(
@@ -464,5 +482,108 @@ impl Worker {
                 self.tx.clone(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotsec_ota::{Algorithm, HardwareId, Manifest, SecretKey, Version};
+
+    const HW: &str = "acme-gw";
+
+    fn signed(key: &SecretKey, version: &str, hw: &str, image: &[u8]) -> SignedManifest {
+        let m = Manifest {
+            version: Version::parse(version).unwrap(),
+            security_counter: 1,
+            hardware_id: HardwareId::new(hw).unwrap(),
+            image_size: image.len() as u64,
+            image_sha256: iotsec_ota::sha256(image),
+            created_s: 1_700_000_000,
+            expires_s: None,
+        };
+        SignedManifest::sign(&m, key).unwrap()
+    }
+
+    fn notice(s: &SignedManifest, url: &str) -> Notice {
+        Notice {
+            release: "r".into(),
+            url: url.into(),
+            manifest: s.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn notices_are_checked_before_any_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = SecretKey::from_seed(Algorithm::Ed25519, &[1; 32]).unwrap();
+        let rogue = SecretKey::from_seed(Algorithm::Ed25519, &[2; 32]).unwrap();
+        let settings = OtaSettings {
+            slots: dir.path().join("slots"),
+            trust: vec![vendor.public_key()],
+            server: super::super::ServerUrl::parse("https://fw.example:8443").unwrap(),
+            server_trust: iotsec_tls::TrustPolicy::Pin {
+                fingerprint: iotsec_tls::CertFingerprint::from_bytes([0; 32]),
+                expiry: iotsec_tls::Expiry::Enforce,
+            },
+            hardware_id: Some(HardwareId::new(HW).unwrap()),
+            max_bytes_per_sec: None,
+        };
+        let journal = dir.path().join(JOURNAL);
+        let url = "https://fw.example:8443/firmware/r";
+        let (mut engine, keys) = open_engine(&settings).unwrap();
+        for (version, image) in [("1.0.0", &b"one"[..]), ("2.0.0", &b"two"[..])] {
+            let s = signed(&vendor, version, HW, image);
+            let mut d = engine
+                .begin_download(s.as_bytes(), &keys, now_ms())
+                .unwrap();
+            d.write(image).unwrap();
+            d.finish().unwrap();
+            if version == "1.0.0" {
+                engine.boot(&keys, now_ms()).unwrap();
+                engine.confirm(now_ms()).unwrap();
+            }
+        }
+        drop(engine);
+        let check = |n: &Notice| admit(&settings, &journal, n);
+        let v1 = signed(&vendor, "1.0.0", HW, b"one");
+        let v2 = signed(&vendor, "2.0.0", HW, b"two");
+        let v3 = signed(&vendor, "3.0.0", HW, b"three");
+        // 2.0.0 is pending: a repeated notice for it is not a failure; anything else waits.
+        assert!(matches!(check(&notice(&v2, url)), Ok(Admission::OnTrial(v)) if v == "2.0.0"));
+        assert_eq!(
+            check(&notice(&v3, url)).err().unwrap(),
+            "another update is on trial"
+        );
+        let (mut engine, _) = open_engine(&settings).unwrap();
+        engine
+            .roll_back(iotsec_ota::RollbackReason::Requested)
+            .unwrap();
+        drop(engine);
+        assert!(matches!(check(&notice(&v1, url)), Ok(Admission::Current(v)) if v == "1.0.0"));
+        assert!(
+            matches!(check(&notice(&v3, url)), Ok(Admission::Start(j)) if j.version == "3.0.0" && j.resume_from.is_none())
+        );
+        let refused = |n: Notice| check(&n).err().unwrap();
+        assert!(refused(notice(&signed(&rogue, "3.0.0", HW, b"x"), url)).contains("not trusted"));
+        assert!(
+            refused(notice(&signed(&vendor, "3.0.0", "other-gw", b"x"), url)).contains("hardware")
+        );
+        assert!(refused(notice(&signed(&vendor, "0.9.0", HW, b"x"), url)).contains("not newer"));
+        assert!(
+            refused(notice(&v3, "https://evil.example:8443/firmware/r"))
+                .contains("not on the configured server")
+        );
+        let mut flipped = v3.as_bytes().to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1; // in the signature
+        assert!(
+            refused(Notice {
+                release: "r".into(),
+                url: url.into(),
+                manifest: flipped
+            })
+            .contains("signature")
+        );
     }
 }
