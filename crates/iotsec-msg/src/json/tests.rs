@@ -281,3 +281,121 @@ fn flat_sort_memo_follows_the_keys() {
         assert_eq!(String::from_utf8(canon).unwrap(), want, "{input}");
     }
 }
+
+/// Random objects in and near the flat shape (Python's separators with occasional other
+/// spacing, keys sharing long prefixes, duplicates, numbers at the repr boundaries, escapes):
+/// whenever the fast path takes one, its bytes equal the general path's, with every member
+/// left out in turn.
+#[test]
+fn flat_path_agrees_on_random_objects() {
+    const KEYS: &[&str] = &[
+        "\"a\"",
+        "\"b\"",
+        "\"\"",
+        "\"temperature_1\"",
+        "\"temperature_2\"",
+        "\"temperature\"",
+        "\"abcdefgh\"",
+        "\"abcdefghi\"",
+        "\"sig\"",
+        "\"s\\u0069g\"",
+        "\"\u{e9}\"",
+        "\"~\"",
+    ];
+    const VALUES: &[&str] = &[
+        "1",
+        "-1",
+        "0",
+        "-0",
+        "12345678901234567890",
+        "0.5",
+        "1.50",
+        "5.0",
+        "-0.0",
+        "0.0001",
+        "0.00001",
+        "1e5",
+        "1E+2",
+        "21.750752865586687",
+        "0.1000000000000001",
+        "1234567890123456.0",
+        "9999999999999998.0",
+        "999999999999999.9",
+        "true",
+        "false",
+        "null",
+        "NaN",
+        "\"x\"",
+        "\"\"",
+        "\"a\\\"b\"",
+        "\"\u{e9}\"",
+        "[1]",
+        "{}",
+        "{\"b\": 1, \"a\": 2}",
+    ];
+    let mut x = 0x1234_5678_9ABC_DEF1u64;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let mut shared = Codec::default();
+    let mut taken = 0;
+    for _ in 0..20_000 {
+        let count = 1 + next(6);
+        let mut text = String::from("{");
+        for i in 0..count {
+            if i > 0 {
+                text.push_str([", ", ", ", ", ", ",", " , "][next(5)]);
+            }
+            text.push_str(KEYS[next(KEYS.len())]);
+            text.push_str([": ", ": ", ": ", ":"][next(4)]);
+            text.push_str(VALUES[next(VALUES.len())]);
+        }
+        text.push('}');
+        let src = text.as_bytes();
+        let Ok((want_canon, want_py)) = Codec::default().parse(src).map(|mut d| {
+            let mut c = Vec::new();
+            d.write_canonical(&mut c);
+            let mut p = Vec::new();
+            d.write_python(&mut p);
+            (c, p)
+        }) else {
+            // Not JSON: the fast path must not take it either.
+            assert!(
+                !matches!(shared.parse_message(src), Ok(Message::Flat(_))),
+                "{text}"
+            );
+            continue;
+        };
+        let Ok(Message::Flat(f)) = shared.parse_message(src) else {
+            continue;
+        };
+        taken += 1;
+        let mut canon = Vec::new();
+        f.write_canonical_without(u32::MAX, &mut canon);
+        assert_eq!(canon, want_canon, "{text}");
+        let mut py = Vec::new();
+        f.write_python_without(u32::MAX, &mut py);
+        assert_eq!(py, want_py, "{text}");
+        for skip in 0..f.members.len() {
+            let key = f.members[skip].key(src).to_vec();
+            let mut g = Codec::default();
+            let mut doc = g.parse(src).unwrap();
+            let members = doc.root_members();
+            let gm = doc.find_member(&members, &key).unwrap();
+            let mut gen_canon = Vec::new();
+            doc.write_root_canonical_without(members.clone(), gm.key, &mut gen_canon);
+            let mut gen_py = Vec::new();
+            doc.write_root_python_without(members, gm.key, &gen_canon, &mut gen_py);
+            let mut flat_canon = Vec::new();
+            f.write_canonical_without(skip as u32, &mut flat_canon);
+            let mut flat_py = Vec::new();
+            f.write_python_without(skip as u32, &mut flat_py);
+            assert_eq!(flat_canon, gen_canon, "{text} without {skip}");
+            assert_eq!(flat_py, gen_py, "{text} without {skip}");
+        }
+    }
+    assert!(taken > 1_000, "fast path taken {taken} times");
+}
