@@ -317,6 +317,10 @@ async fn poll(
     let mut backoff = Duration::from_millis(200);
     loop {
         match eventloop.poll().await {
+            // Forward only incoming packets (at most the broker's in-flight window): our own
+            // outgoing ones could fill the channel while the main loop waits for room in the
+            // client's request queue, which drains only while this task polls (a deadlock).
+            Ok(Event::Outgoing(_)) => backoff = Duration::from_millis(200),
             Ok(ev) => {
                 backoff = Duration::from_millis(200);
                 if tx.send(ev).await.is_err() {

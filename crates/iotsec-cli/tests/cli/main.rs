@@ -9,6 +9,7 @@ mod msg;
 mod ota;
 mod pki;
 mod scale;
+mod scale_bench;
 mod stack;
 mod transport;
 mod up;
