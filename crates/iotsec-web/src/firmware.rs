@@ -151,6 +151,13 @@ pub async fn download(
     let Some(release) = release else {
         return error(StatusCode::NOT_FOUND, "no such release");
     };
+    // Index rows are written by `publish` as `<id>.fw`; never follow anything else.
+    if release.file.contains(['/', '\\']) || release.file.starts_with('.') {
+        return internal(&format!(
+            "release {} names the file {:?}",
+            release.id, release.file
+        ));
+    }
     let path = ota.bundle_path(&release);
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
@@ -250,8 +257,11 @@ pub async fn rollouts(State(app): State<AppState>) -> Response {
     }
 }
 
-/// `GET /api/rollouts/{id}`.
-pub async fn rollout(State(app): State<AppState>, Path(id): Path<i64>) -> Response {
+/// `GET /api/rollouts/{id}`: `404` for an id that is not a stored rollout's number.
+pub async fn rollout(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::NOT_FOUND, "no such rollout");
+    };
     let timing = match ota_config(app.server()) {
         Ok(c) => c.timing(),
         Err(r) => return *r,

@@ -573,6 +573,15 @@ fn scale_bench() {
         println!("|   (all processes together busy {busy:.2} of 2 cores) | | | | | | |");
     }
 
+    let size = pg.psql(
+        "bench",
+        "SELECT pg_total_relation_size('readings') / GREATEST(COUNT(*), 1), COUNT(*) FROM readings",
+    );
+    println!(
+        "\nPostgreSQL: bytes per stored reading (table + indexes) | readings: {}",
+        size.trim()
+    );
+
     // Connect rate: iotsec fleet simulate, first run provisions, second reuses.
     let cfg = setup.worker_toml(
         "fleet-cfg",

@@ -120,6 +120,11 @@ fn api_authenticates_every_endpoint_enforces_roles_and_revokes_tokens_at_once() 
     assert_eq!(doc["openapi"], "3.1.0");
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
+        // `/firmware/{release}` is for devices (their certificate, not a token): the OTA
+        // tests cover it.
+        if !path.starts_with("/api/") {
+            continue;
+        }
         for method in item.as_object().unwrap().keys() {
             ops.push((method.to_ascii_uppercase(), path.clone()));
         }
@@ -137,7 +142,11 @@ fn api_authenticates_every_endpoint_enforces_roles_and_revokes_tokens_at_once() 
             );
             let r = client.send(method, &path, Some("iotsec_madeup"), stream);
             assert_eq!(r.status, 401, "{method} {path}");
-            assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+            assert!(
+                r.header("www-authenticate")
+                    .is_some_and(|h| h.starts_with("Bearer")),
+                "{method} {path}: {r:?}"
+            );
             let bundle = s.bundle("dev-a");
             let device = Client::with_identity(
                 &ca,
@@ -151,7 +160,10 @@ fn api_authenticates_every_endpoint_enforces_roles_and_revokes_tokens_at_once() 
             if method == "POST" {
                 assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
                 assert_eq!(r.json()["error"], "forbidden");
-            } else if template.contains("{id}") && id == "no-such-device" {
+            } else if template.contains("{id}")
+                && (id == "no-such-device" || template.starts_with("/api/rollouts/"))
+            {
+                // This stack has no rollout: any rollout id is unknown.
                 assert_eq!(r.status, 404, "{method} {path}");
             } else {
                 assert_eq!(r.status, 200, "{method} {path}: {}", r.body);

@@ -161,10 +161,18 @@ pub fn ack_payload(seq: u64) -> Vec<u8> {
 /// # Errors
 /// Storage failures; a release file that disappeared.
 pub fn drive(store: &mut dyn Storage, ota: &OtaConfig, now_ms: i64) -> Result<Vec<Notice>> {
-    let running: Vec<StoredRollout> = rollouts(store)?
+    // Only running rollouts are decoded: finished ones stay in storage for the record.
+    let running = store
+        .rollouts()?
         .into_iter()
-        .filter(|r| r.rollout.status == RolloutStatus::Running)
-        .collect();
+        .filter(|r| r.status == RolloutStatus::Running.name())
+        .map(|record| {
+            Ok(StoredRollout {
+                rollout: Rollout::from_json(&record.body)?,
+                record,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     if running.is_empty() {
         return Ok(Vec::new());
     }
