@@ -172,10 +172,13 @@ pub async fn run(
             tls.config(),
         )));
     let (client, eventloop) = AsyncClient::builder(options).capacity(4096).build();
-    let (tx, mut rx) = mpsc::channel::<Event>(4096);
+    let (tx, mut rx) = mpsc::channel::<(u64, Event)>(4096);
     // Connection generation, bumped by the poller the moment a connection fails (before the
     // next poll can reconnect): PUBACKs are only sent for messages of the current connection,
-    // since acking a packet id of an earlier connection makes rumqttc drop the new one.
+    // since acking a packet id of an earlier connection makes rumqttc drop the new one. The
+    // poller stamps each event with the generation it arrived on: read here instead, a
+    // message still in the channel when its connection failed would look like one of the
+    // next connection.
     let connection = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let poller = tokio::spawn(poll(eventloop, tx, Arc::clone(&connection)));
 
@@ -220,7 +223,7 @@ pub async fn run(
                 finish(in_flight, outcomes, &client, &connection).await?;
             }
             ev = rx.recv() => {
-                let Some(ev) = ev else { break };
+                let Some((generation, ev)) = ev else { break };
                 match ev {
                     Event::Incoming(Incoming::ConnAck(ack)) => {
                         // Acks owed on the old connection must not be sent on the new one; the
@@ -242,7 +245,6 @@ pub async fn run(
                         }
                     }
                     Event::Incoming(Incoming::Publish(publish)) => {
-                        let generation = connection.load(std::sync::atomic::Ordering::SeqCst);
                         batch.push(Pending { publish, generation });
                         if deadline.is_none() {
                             deadline = Some(tokio::time::Instant::now() + batch_wait);
@@ -311,7 +313,7 @@ async fn drive_rollouts(store: &Shared, ota: &OtaConfig, client: &AsyncClient) -
 
 async fn poll(
     mut eventloop: EventLoop,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<(u64, Event)>,
     connection: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -323,7 +325,8 @@ async fn poll(
             Ok(Event::Outgoing(_)) => backoff = Duration::from_millis(200),
             Ok(ev) => {
                 backoff = Duration::from_millis(200);
-                if tx.send(ev).await.is_err() {
+                let generation = connection.load(std::sync::atomic::Ordering::SeqCst);
+                if tx.send((generation, ev)).await.is_err() {
                     return;
                 }
             }

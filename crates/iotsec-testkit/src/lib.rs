@@ -29,17 +29,21 @@ use iotsec_pki::{
 /// The service identity the tests use for the ingest.
 pub const SERVICE_ID: &str = "iotsec-server";
 
-/// A temporary directory (mode 0755) removed on drop.
+/// A temporary directory (mode 0755) removed on drop, unless `IOTSEC_KEEP_TEST_DIRS` is set
+/// (for reading a failed run's logs afterwards).
 #[derive(Debug)]
 pub struct TestDir(tempfile::TempDir);
 
 impl TestDir {
     /// Creates one under the system temp dir.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("iotsec-test-")
             .tempdir()
             .expect("create temp dir");
+        if std::env::var_os("IOTSEC_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+        }
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         TestDir(dir)
     }

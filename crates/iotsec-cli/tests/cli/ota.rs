@@ -774,6 +774,10 @@ fn firmware_that_cannot_reach_the_broker_crashes_or_hangs_is_rolled_back_and_the
         let (_, got, _, version) = o.wait_ota(id, "rolled_back");
         assert_eq!(got.as_deref(), Some(reason), "{id}");
         assert!(version.is_some_and(|v| v.starts_with("2.0.")), "{id}");
+        // The server's ack of the failure reaches the device after the server stored it.
+        wait_until(Duration::from_secs(10), || {
+            o.slots_status(id)["report_pending"] == false
+        });
         // The old firmware runs again and is the active slot.
         let status = o.slots_status(id);
         assert_eq!(status["active_version"], "1.0.0", "{id}: {status}");
