@@ -342,6 +342,7 @@ fn next_steps(p: &Prepared, args: &Args) -> String {
     let data = p.data.display();
     let web = args.web_port;
     let first = p.devices.first().map(String::as_str).unwrap_or("device-1");
+    let port = args.port;
     let token = if p.admin_token.is_some() {
         "the admin token above"
     } else {
@@ -352,6 +353,10 @@ fn next_steps(p: &Prepared, args: &Args) -> String {
         format!("  * Open https://localhost:{web}/ and sign in with {token}."),
         format!("    The certificate comes from the local CA {data}/pki/ca.crt (trust it, or use curl:"),
         format!("    curl --cacert {data}/pki/ca.crt -H \"Authorization: Bearer $TOKEN\" https://localhost:{web}/api/devices)"),
+        "  * Watch the MQTT stream (the ingest's identity may read every device's topics):".to_string(),
+        format!("    mosquitto_sub -h localhost -p {port} --cafile {data}/pki/ca.crt --cert {data}/pki/devices/{SERVICE_ID}.crt --key {data}/pki/devices/{SERVICE_ID}.key -t 'devices/+/telemetry' -v"),
+        format!("  * Publish as {first} (the ACL allows only its own topics; unsigned, so the ingest rejects it and the dashboard lists the rejection):"),
+        format!("    mosquitto_pub -h localhost -p {port} --cafile {data}/pki/ca.crt --cert {data}/bundles/{first}/device.crt --key {data}/bundles/{first}/device.key -t devices/{first}/telemetry -q 1 -m '{{\"temp\": 21.5}}'"),
         format!("  * A read-only token:  iotsec token create --role viewer --config {cfg}"),
         format!("  * Another device:     iotsec device add sensor-9 --config {cfg}"),
         format!("                        iotsec device run --config {data}/bundles/sensor-9/device.toml"),

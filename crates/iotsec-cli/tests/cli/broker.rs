@@ -119,3 +119,113 @@ fn generated_config_has_no_high_or_critical_finding() {
     assert_eq!(out.code, 2);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
+
+/// FOUNDATION's revocation, through the commands an operator types: `pki revoke` + `broker
+/// reload` against `broker run`, the real Mosquitto: the revoked device is refused, the other
+/// still connects; stopping `broker run` stops Mosquitto.
+#[test]
+fn revoke_and_reload_through_the_cli_refuse_only_the_revoked_device() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    iotsec_testkit::require_mosquitto();
+    let dir = TestDir::new();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        let out = iotsec(d, args);
+        assert_eq!(out.code, 0, "iotsec {args:?}: {}", out.stderr);
+    };
+    ok(&["pki", "init", "--dir", "pki"]);
+    ok(&[
+        "pki",
+        "server",
+        "--dir",
+        "pki",
+        "--name",
+        "localhost",
+        "--san",
+        "127.0.0.1",
+    ]);
+    ok(&["pki", "device", "--dir", "pki", "device-a"]);
+    ok(&["pki", "device", "--dir", "pki", "device-b"]);
+    ok(&[
+        "pki",
+        "device",
+        "--dir",
+        "pki",
+        "iotsec-server",
+        "--role",
+        "service",
+    ]);
+    let port = iotsec_testkit::free_port();
+    ok(&[
+        "broker",
+        "config",
+        "--pki",
+        "pki",
+        "--out",
+        "broker",
+        "--port",
+        &port.to_string(),
+    ]);
+    let mut broker = Command::new(env!("CARGO_BIN_EXE_iotsec"))
+        .current_dir(d)
+        .args(["broker", "run", "--config", "broker"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("broker-run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(dir.join("broker-run.log")).unwrap_or_default();
+    crate::stack::wait_until(Duration::from_secs(20), || log().contains("listening on"));
+    let publish = |id: &str| {
+        iotsec_testkit::run(
+            Command::new("mosquitto_pub")
+                .current_dir(d)
+                .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1"])
+                .args(["--cafile", "pki/ca.crt"])
+                .args(["--cert", &format!("pki/devices/{id}.crt")])
+                .args(["--key", &format!("pki/devices/{id}.key")])
+                .args(["-t", &format!("devices/{id}/telemetry"), "-m", "{}"]),
+            Duration::from_secs(20),
+        )
+    };
+    assert_eq!(
+        publish("device-a").code,
+        0,
+        "{}",
+        publish("device-a").stderr
+    );
+    assert_eq!(publish("device-b").code, 0);
+
+    ok(&["pki", "revoke", "device-a", "--dir", "pki"]);
+    ok(&["broker", "reload", "--config", "broker"]);
+    // Mosquitto re-reads its CRL on SIGHUP, between two passes of its loop.
+    let start = Instant::now();
+    while publish("device-a").code == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "device-a still connects after revoke + reload:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(publish("device-b").code, 0, "device-b was refused too");
+
+    // Stopping `broker run` stops the broker it started.
+    let pid: i32 = std::fs::read_to_string(dir.join("broker/mosquitto.pid"))
+        .expect("pid file written by broker run")
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(broker.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(broker.wait().unwrap().success(), "{}", log());
+    assert!(
+        !crate::up::alive(pid),
+        "mosquitto (pid {pid}) still running after broker run stopped"
+    );
+}

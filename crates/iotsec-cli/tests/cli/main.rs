@@ -4,6 +4,7 @@
 mod acme;
 mod broker;
 mod browser;
+mod fw;
 mod https;
 mod msg;
 mod ota;

@@ -221,6 +221,42 @@ fn up_from_empty_dir_runs_devices_into_the_api_stops_cleanly_and_reuses_data() {
         .get("/api/devices/device-1/telemetry", Some(&token))
         .json();
     assert!(telemetry["readings"][0]["payload"]["temperature"].is_number());
+    // The printed mosquitto_sub line works as pasted: it shows the devices' signed telemetry.
+    let printed = |tool: &str| {
+        up.seen
+            .iter()
+            .find(|l| l.trim_start().starts_with(tool))
+            .unwrap_or_else(|| panic!("no {tool} line in {:#?}", up.seen))
+            .trim()
+            .to_string()
+    };
+    let sub = iotsec_testkit::run(
+        Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(format!("{} -C 1 -W 20", printed("mosquitto_sub"))),
+        Duration::from_secs(30),
+    );
+    assert_eq!(sub.code, 0, "{}", sub.stderr);
+    assert!(
+        sub.stdout.starts_with("devices/device-") && sub.stdout.contains("\"sig\""),
+        "{}",
+        sub.stdout
+    );
+    // The printed mosquitto_pub line gets through the broker (the device's own topic) and its
+    // unsigned message is rejected by the ingest.
+    let before = rejected_total(&client, &token);
+    let publish = iotsec_testkit::run(
+        Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(printed("mosquitto_pub")),
+        Duration::from_secs(30),
+    );
+    assert_eq!(publish.code, 0, "{}", publish.stderr);
+    crate::stack::wait_until(Duration::from_secs(20), || {
+        rejected_total(&client, &token) > before
+    });
     // The audit report for the dashboard is written in the background.
     crate::stack::wait_until(Duration::from_secs(30), || {
         client.get("/api/audit", Some(&token)).status == 200
@@ -272,6 +308,16 @@ fn up_from_empty_dir_runs_devices_into_the_api_stops_cleanly_and_reuses_data() {
     for pid in children {
         assert!(!alive(pid), "process {pid} left running after Ctrl-C");
     }
+}
+
+/// Rejected messages over every reason, as the API counts them.
+fn rejected_total(client: &Client, token: &str) -> u64 {
+    client.get("/api/rejections", Some(token)).json()["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum()
 }
 
 fn fleet_total(dir: &TestDir) -> u64 {
