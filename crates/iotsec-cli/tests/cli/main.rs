@@ -11,6 +11,7 @@ mod ota;
 mod pki;
 mod scale;
 mod scale_bench;
+mod scan;
 mod stack;
 mod transport;
 mod up;
