@@ -444,3 +444,39 @@ fn rotation_to_a_prepinned_backup_key_keeps_the_spki_pin() {
     let pin_of_key = iotsec(d, &["pki", "fingerprint", "--spki", "backup.key"]);
     assert_eq!(pin_of_key.stdout.trim(), announced);
 }
+
+/// `pki list` tells a certificate that expires within 30 days from a valid one.
+#[test]
+fn list_marks_certificates_expiring_within_30_days() {
+    let dir = iotsec_testkit::TestDir::new();
+    let run = |args: &[&str]| {
+        let out = crate::iotsec(dir.path(), args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out.stdout
+    };
+    run(&["pki", "init", "--dir", "pki"]);
+    run(&["pki", "device", "--dir", "pki", "long-lived"]);
+    run(&[
+        "pki",
+        "device",
+        "--dir",
+        "pki",
+        "short-lived",
+        "--days",
+        "5",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["pki", "list", "--dir", "pki", "--json"])).unwrap();
+    let status = |id: &str| {
+        v["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {v}"))["status"]
+            .clone()
+    };
+    assert_eq!(status("long-lived"), "valid");
+    assert_eq!(status("short-lived"), "expiring-soon");
+    assert!(run(&["pki", "list", "--dir", "pki"]).contains("expiring-soon"));
+}
