@@ -673,6 +673,14 @@ fn a_download_cut_at_half_resumes_from_there() {
     );
     let progress = o.ota("dev-r").unwrap().2.unwrap();
     assert!(progress < 100, "cut too late: {progress}%");
+    // The operator sees the progress the device last reported.
+    let list = o.device_list();
+    assert!(
+        list.lines().any(
+            |l| l.starts_with("dev-r") && l.contains(&format!("downloading {progress}% 2.0.0"))
+        ),
+        "{list}"
+    );
     let before = o.downloads("dev-r");
     assert_eq!(before.len(), 1, "{before:?}");
     let header = before[0].0;
@@ -833,18 +841,10 @@ fn a_stage_that_fails_over_the_threshold_halts_the_rollout_and_later_devices_are
     let crash = o.image("crash", "exit 3", 0);
     let crash = o.sign(&crash, "2.0.0", 1, "keys/vendor.key", HW);
     let release = o.publish(&crash);
+    // Every registered device (`--all` takes them by id: st-1 is the first stage).
     let rollout = o.rollout(
         &release,
-        &[
-            "--device",
-            "st-1",
-            "st-2",
-            "st-3",
-            "--stages",
-            "1,100%",
-            "--max-failure-rate",
-            "0.2",
-        ],
+        &["--all", "--stages", "1,100%", "--max-failure-rate", "0.2"],
     );
     o.wait_ota("st-1", "rolled_back");
     wait_until(Duration::from_secs(10), || {
