@@ -257,6 +257,57 @@ fn up_from_empty_dir_runs_devices_into_the_api_stops_cleanly_and_reuses_data() {
     crate::stack::wait_until(Duration::from_secs(20), || {
         rejected_total(&client, &token) > before
     });
+    // AUDIT's "iotsec deployment" fixture is exactly what `up` created, scanned live (only the
+    // stack's own two ports): no high or critical finding.
+    let (mqtt_port, web_port) = (up.mqtt_port.to_string(), up.web_port.to_string());
+    let ports = format!("{mqtt_port},{web_port}");
+    let audit = crate::iotsec(
+        dir.path(),
+        &[
+            "audit",
+            "--pki",
+            "iotsec-data/pki",
+            "--mosquitto-conf",
+            "iotsec-data/broker/mosquitto.conf",
+            "--server-config",
+            "iotsec-data/server.toml",
+            "--device-config",
+            "iotsec-data/bundles/device-1/device.toml",
+            "--host",
+            "127.0.0.1",
+            "--ports",
+            &ports,
+            "--format",
+            "json",
+            "--fail-on",
+            "high",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&audit.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", audit.stdout, audit.stderr));
+    let severe: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "high" || f["severity"] == "critical")
+        .collect();
+    assert!(severe.is_empty(), "{severe:#?}");
+    let statuses: Vec<(String, String)> = report["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["category"].to_string(), c["status"].to_string()))
+        .collect();
+    eprintln!(
+        "audit of the up deployment: {statuses:?}\n{:#}",
+        report["findings"]
+    );
+    let assessed = statuses
+        .iter()
+        .filter(|(_, st)| !st.contains("not"))
+        .count();
+    assert!(assessed >= 7, "most categories assessed: {statuses:?}");
+    assert_eq!(audit.code, 0, "{}", audit.stderr);
     // The audit report for the dashboard is written in the background.
     crate::stack::wait_until(Duration::from_secs(30), || {
         client.get("/api/audit", Some(&token)).status == 200
