@@ -88,6 +88,8 @@ impl Stack {
         let child = Command::new(env!("CARGO_BIN_EXE_iotsec"))
             .current_dir(self.root.path())
             .args(["serve", "--config", self.server_toml.to_str().unwrap()])
+            // The batch commits too, so that a failed test's log tail shows what was stored.
+            .env("RUST_LOG", "info,iotsec_server::service=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -199,7 +199,11 @@ fn agent(s: &Stack, id: &str, count: u32, interval_ms: u32) -> std::process::Chi
         .unwrap()
 }
 
-fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> i32 {
+fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    context: impl FnOnce() -> String,
+) -> i32 {
     let start = std::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -208,7 +212,7 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> i32 {
         if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("agent did not finish within {timeout:?}");
+            panic!("agent did not finish within {timeout:?}: {}", context());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -231,8 +235,23 @@ fn three_devices_thousand_readings_exactly_once_through_broker_and_ingest_kill_9
     std::thread::sleep(Duration::from_millis(500));
     s.start_serve();
 
-    for a in &mut agents {
-        assert_eq!(wait_exit(a, Duration::from_secs(180)), 0, "agent failed");
+    for (a, d) in agents.iter_mut().zip(devices) {
+        let code = wait_exit(a, Duration::from_secs(180), || {
+            format!(
+                "{d}; stored per device: {:?}",
+                s.db()
+                    .prepare("SELECT device, COUNT(*), MAX(seq) FROM readings GROUP BY device")
+                    .unwrap()
+                    .query_map([], |r| Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?
+                    )))
+                    .unwrap()
+                    .collect::<Vec<_>>()
+            )
+        });
+        assert_eq!(code, 0, "agent {d} failed");
     }
     for d in devices {
         let (n, distinct, lo, hi): (i64, i64, i64, i64) = s
@@ -354,7 +373,7 @@ fn revoked_device_is_refused_and_keeps_its_readings_queued() {
     let mut s = Stack::new(&["good", "stolen"]);
     s.start_serve();
     let mut a = agent(&s, "stolen", 20, 5);
-    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), 0);
+    assert_eq!(wait_exit(&mut a, Duration::from_secs(60), String::new), 0);
     assert_eq!(
         s.count("SELECT COUNT(*) FROM readings WHERE device = 'stolen'"),
         20
@@ -424,6 +443,6 @@ fn revoked_device_is_refused_and_keeps_its_readings_queued() {
     assert!(list.stdout.contains("\"revoked\""), "{}", list.stdout);
     // The other device is unaffected.
     let mut g = agent(&s, "good", 5, 5);
-    assert_eq!(wait_exit(&mut g, Duration::from_secs(60)), 0);
+    assert_eq!(wait_exit(&mut g, Duration::from_secs(60), String::new), 0);
     s.stop_serve();
 }
