@@ -56,11 +56,13 @@ pub async fn signalled() {
 }
 
 /// Runs the ingest and, with `web`, the HTTPS API until `stop` says so (or one of them
-/// fails, which stops the other). Prints the dashboard URL on stdout.
+/// fails, which stops the other). Prints the dashboard URL on stdout, then fires `listening`
+/// (dropped unfired when the API cannot start).
 pub async fn ingest_and_web(
     config: ServerConfig,
     web: Option<WebConfig>,
     stop: watch::Sender<bool>,
+    listening: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<Stats> {
     let storage = config.open_storage()?;
     let api = match web {
@@ -74,6 +76,9 @@ pub async fn ingest_and_web(
         }
         None => None,
     };
+    if let Some(tx) = listening {
+        let _ = tx.send(());
+    }
     let rx = stop.subscribe();
     let ingest = async {
         tracing::info!(config = %config.path.display(), "ingest starting");
@@ -116,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             signalled().await;
             let _ = on_signal.send_replace(true);
         });
-        ingest_and_web(config, web, stop).await
+        ingest_and_web(config, web, stop, None).await
     })?;
     eprintln!(
         "ingest stopped: {} stored, {} duplicates dropped, {} rejected",

@@ -435,7 +435,16 @@ async fn run_stack(
         });
     }
     // Ingest + HTTPS API in this process (prints the dashboard URL).
-    let server = tokio::spawn(super::serve::ingest_and_web(config, web, stop.clone()));
+    let (listening, api_up) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(super::serve::ingest_and_web(
+        config,
+        web,
+        stop.clone(),
+        Some(listening),
+    ));
+    // The dashboard URL comes before the devices and the next steps. If the API could not
+    // start, `server` holds the error, reported below.
+    let _ = api_up.await;
 
     // The devices, spawned from this (the main) thread: PR_SET_PDEATHSIG follows the thread
     // that forked.

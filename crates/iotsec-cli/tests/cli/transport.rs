@@ -366,6 +366,20 @@ fn pinning_survives_or_refuses_server_key_changes_as_configured() {
     let spki = check("spki-dev");
     assert_eq!(spki.code, 0, "{}{}", spki.stdout, spki.stderr);
     assert_eq!(check("ca-dev").code, 0);
+
+    // A certificate from the right CA for another name: `device check` says so.
+    let out = crate::iotsec(d, &["pki", "server", "--name", "broker.example", "--force"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = crate::iotsec(d, &["broker", "reload", "--config", "broker"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::thread::sleep(Duration::from_millis(500));
+    let ca = check("ca-dev");
+    let text = format!("{}{}", ca.stdout, ca.stderr);
+    assert_eq!(ca.code, 1, "{text}");
+    assert!(
+        text.contains("localhost") && text.to_lowercase().contains("name"),
+        "name mismatch expected in: {text}"
+    );
 }
 
 #[test]
