@@ -516,12 +516,17 @@ async fn device(
     let mut unpubacked: u64 = 0;
     let mut unacked: BTreeSet<u64> = BTreeSet::new();
     let mut ticker: Option<tokio::time::Interval> = None;
+    // Every device publishes on the same schedule: from the shared start (plus its offset)
+    // until the shared end, whenever its task happens to see the phase change. Starting from
+    // its own view of the change let a late task publish one reading too many.
+    let publish_end = plan.publish_not_before + plan.duration;
+    let mut schedule_done = false;
     let mut drained = false;
     let mut buf = Vec::with_capacity(512);
     loop {
         let current = *phase.borrow();
-        if current == Phase::Publish && ticker.is_none() {
-            let mut t = tokio::time::interval_at((Instant::now() + offset).into(), period);
+        if current == Phase::Publish && ticker.is_none() && !schedule_done {
+            let mut t = tokio::time::interval_at((plan.publish_not_before + offset).into(), period);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker = Some(t);
         }
@@ -541,12 +546,17 @@ async fn device(
                     break;
                 }
             }
-            _ = async {
+            at = async {
                 match ticker.as_mut() {
                     Some(t) => t.tick().await,
                     None => std::future::pending().await,
                 }
             } => {
+                if at.into_std() >= publish_end {
+                    ticker = None;
+                    schedule_done = true;
+                    continue;
+                }
                 let seq = next_seq;
                 next_seq += 1;
                 let ts = wall_ms();
