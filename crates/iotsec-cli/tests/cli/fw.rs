@@ -59,6 +59,18 @@ fn verify_accepts_trusted_bundles_and_names_the_reason_for_each_bad_one() {
     sign("ecdsa.key", "p256.fw", &[]);
     sign("vendor.key", "img.manifest", &["--detached"]);
 
+    // `fw verify` of the detached manifest against an image file.
+    let detached = |image: &'static str| {
+        [
+            "fw",
+            "verify",
+            "--trust",
+            "vendor.pub",
+            "--image",
+            image,
+            "img.manifest",
+        ]
+    };
     // Trusted and intact: exit 0, for both algorithms and for a detached manifest.
     let out = ok(&dir, &["fw", "verify", "--trust", "vendor.pub", "img.fw"]);
     assert!(
@@ -67,18 +79,7 @@ fn verify_accepts_trusted_bundles_and_names_the_reason_for_each_bad_one() {
     );
     let out = ok(&dir, &["fw", "verify", "--trust", "ecdsa.pub", "p256.fw"]);
     assert!(out.contains("p256"), "{out}");
-    ok(
-        &dir,
-        &[
-            "fw",
-            "verify",
-            "--trust",
-            "vendor.pub",
-            "--image",
-            "img.bin",
-            "img.manifest",
-        ],
-    );
+    ok(&dir, &detached("img.bin"));
     let v: serde_json::Value = serde_json::from_str(&ok(
         &dir,
         &[
@@ -147,19 +148,7 @@ fn verify_accepts_trusted_bundles_and_names_the_reason_for_each_bad_one() {
     let mut other_image = image.clone();
     other_image[0] ^= 0xff;
     std::fs::write(dir.join("other.bin"), &other_image).unwrap();
-    rejected(
-        &dir,
-        &[
-            "fw",
-            "verify",
-            "--trust",
-            "vendor.pub",
-            "--image",
-            "other.bin",
-            "img.manifest",
-        ],
-        "SHA-256",
-    );
+    rejected(&dir, &detached("other.bin"), "SHA-256");
 
     // Unusable input is an error (exit 2, one line), not a verdict.
     for args in [
